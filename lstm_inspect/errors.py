@@ -1,0 +1,42 @@
+"""The exceptions lstm-inspect raises, and its exit codes.
+
+Every error message is a single line that names what is wrong: the file, the
+layer, or the row and column of the input.  The CLI turns these into exit
+status 2 in one place (``cli.main``); nothing here imports Click.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    """Process exit codes, documented in the README and in ``--help``."""
+
+    OK = 0
+    MISMATCH = 1  # `verify` found a difference above the tolerance
+    ERROR = 2  # usage errors, unreadable files, bad input data
+
+
+class LstmInspectError(Exception):
+    """Base class: a problem the user can fix, reported as one line."""
+
+    def __init__(self, message: str) -> None:
+        # Keep messages on one line whatever the caller passed in.
+        super().__init__(" ".join(str(message).split()))
+
+
+class ModelFileError(LstmInspectError):
+    """The model file is missing, unreadable, corrupt or refused."""
+
+
+class UnsupportedLayer(LstmInspectError):
+    """A layer cannot be replayed or labelled."""
+
+
+class InputDataError(LstmInspectError):
+    """The input sequences are malformed (names the row and column)."""
+
+
+class UsageProblem(LstmInspectError):
+    """Options that do not fit the model or each other (unknown --layer, ...)."""

@@ -1,0 +1,516 @@
+"""A loaded model: the layer graph with each layer's weights attached.
+
+``load_model`` reads a file (``reading``), flattens its config (``config``)
+and finds every layer's stored tensors:
+
+* legacy HDF5: the ``weight_names`` attribute of each layer group gives the
+  tensors and their order; nested models keep all their layers' tensors in the
+  outer model's group, told apart by the inner layer's name in the path;
+* Keras 3 weight trees: groups are named after the layer's class in snake case
+  with a counter (``lstm``, ``lstm_1``, ...) in config order, and hold
+  positional ``vars/0..n``; Keras 3.5+ also writes the layer name on ``vars``,
+  which is used when present;
+* weights-only files: no config, so each layer's kind is recognised from its
+  tensors' names and shapes, and activations are unknown.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from .config import (
+    Edge,
+    LayerSpec,
+    ModelGraph,
+    activation_name,
+    parse_model_config,
+)
+from .errors import ModelFileError, UsageProblem
+from .layouts import (
+    RecurrentWeights,
+    build_recurrent_weights,
+    canonical_name,
+    infer_recurrent_kind,
+)
+from .reading import H5Group, ModelFile, StoredArray, keras_major, read_model_file
+
+# Keras 3 stores positional vars; their meaning per layer class.
+_VAR_NAMES: dict[str, tuple[str, ...]] = {
+    "Dense": ("kernel", "bias"),
+    "Embedding": ("embeddings",),
+    "Conv1D": ("kernel", "bias"),
+    "EinsumDense": ("kernel", "bias"),
+}
+_RECURRENT_VARS = ("kernel", "recurrent_kernel", "bias")
+
+
+@dataclass(frozen=True)
+class RecurrentLayer:
+    """One recurrent layer (one direction of a Bidirectional) with its weights."""
+
+    name: str  # "lstm", or "bi/forward" / "bi/backward"
+    spec: LayerSpec  # the spec holding the recurrent config (the wrapped one for Bidirectional)
+    weights: RecurrentWeights
+    activation: str | None  # None: unknown (weights-only file)
+    recurrent_activation: str | None
+    go_backwards: bool
+    return_sequences: bool
+    stateful: bool
+    use_bias: bool
+    wrapper: str | None = None  # the Bidirectional layer's name
+    direction: str | None = None  # "forward" / "backward"
+
+    @property
+    def kind(self) -> str:
+        return self.weights.kind
+
+    @property
+    def units(self) -> int:
+        return self.weights.units
+
+    @property
+    def gates(self) -> tuple[str, ...]:
+        return self.weights.gates
+
+
+@dataclass
+class Model:
+    """A model file read and interpreted, ready to label or replay."""
+
+    path: str
+    file: ModelFile
+    graph: ModelGraph
+    # Layer name (children of wrappers included, e.g. "td/dense") -> canonical weight name -> array.
+    weights: dict[str, dict[str, StoredArray]]
+    warnings: list[str] = field(default_factory=list)
+    _recurrent: list[RecurrentLayer] | None = field(default=None, repr=False)
+
+    @property
+    def keras_version(self) -> str | None:
+        return self.file.keras_version
+
+    @property
+    def keras_major(self) -> int | None:
+        return keras_major(self.file.keras_version)
+
+    @property
+    def weights_only(self) -> bool:
+        return self.file.weights_only
+
+    @property
+    def label(self) -> str:
+        return os.path.basename(self.path)
+
+    def recurrent_layers(self) -> list[RecurrentLayer]:
+        """Every recurrent layer in model order; a Bidirectional gives two (forward, backward)."""
+        if self._recurrent is None:
+            self._recurrent = _recurrent_layers(self)
+        return self._recurrent
+
+    def recurrent_layer(self, name: str) -> RecurrentLayer:
+        for layer in self.recurrent_layers():
+            if layer.name == name:
+                return layer
+        raise UsageProblem(f"no recurrent layer named '{name}' (have: {', '.join(self.recurrent_names()) or 'none'})")
+
+    def recurrent_names(self) -> list[str]:
+        return [layer.name for layer in self.recurrent_layers()]
+
+    def select_recurrent(self, names: Sequence[str] | None) -> list[RecurrentLayer]:
+        """The recurrent layers named in ``names`` (a Bidirectional's name selects both
+        directions), in model order; all of them when ``names`` is empty."""
+        layers = self.recurrent_layers()
+        if not layers:
+            raise ModelFileError(f"{self.label}: the model has no recurrent layers (LSTM, GRU, SimpleRNN)")
+        if not names:
+            return layers
+        wanted = set()
+        for name in names:
+            matched = [layer.name for layer in layers if layer.name == name or layer.wrapper == name]
+            if not matched:
+                known = ", ".join(self.recurrent_names())
+                raise UsageProblem(f"no recurrent layer named '{name}' in {self.label} (have: {known})")
+            wanted.update(matched)
+        return [layer for layer in layers if layer.name in wanted]
+
+
+def load_model(path: str) -> Model:
+    """Read a Keras model file (.h5, .hdf5, .keras, .weights.h5) without TensorFlow.
+
+    Nothing stored in the file is executed.  Raises ``ModelFileError`` for
+    files that cannot be read or interpreted.
+    """
+    model_file = read_model_file(path)
+    label = os.path.basename(path)
+    if model_file.config is not None:
+        graph = parse_model_config(model_file.config, label)
+        binder = _Binder(model_file, graph, label)
+        weights = binder.bind()
+    else:
+        graph, weights = _weights_only_graph(model_file, label)
+    model = Model(path=path, file=model_file, graph=graph, weights=weights, warnings=list(model_file.warnings))
+    if model_file.config is None:
+        model.warnings.append(
+            f"{label}: weights-only file (no model config): layer kinds are recognised from the "
+            "weights; activations are unknown"
+        )
+    return model
+
+
+# ------------------------------------------------------------------- binding
+
+
+def to_snake_case(name: str) -> str:
+    """Keras 3's group name for a class: ``SimpleRNN`` -> ``simple_rnn``, ``LSTM`` -> ``lstm``."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+class _Binder:
+    def __init__(self, model_file: ModelFile, graph: ModelGraph, label: str) -> None:
+        self.file = model_file
+        self.graph = graph
+        self.label = label
+        self.weights: dict[str, dict[str, StoredArray]] = {}
+        self.specs = {spec.name: spec for spec in graph.layers}
+
+    def bind(self) -> dict[str, dict[str, StoredArray]]:
+        if self.file.keras_tree is not None:
+            self._bind_tree(self.file.keras_tree, ())
+        else:
+            self._bind_h5()
+        return self.weights
+
+    # -- legacy HDF5 ---------------------------------------------------------------
+
+    def _bind_h5(self) -> None:
+        layers = self.file.h5_layers
+        for spec in self.graph.layers:
+            if spec.container:
+                group = layers.get(spec.container[0], [])
+                arrays = [a for a in group if spec.keras_name in a.name.split("/")]
+            else:
+                arrays = layers.get(spec.keras_name, [])
+            if arrays:
+                self._assign_named(spec, arrays)
+
+    def _assign_named(self, spec: LayerSpec, arrays: list[StoredArray]) -> None:
+        if spec.class_name == "Bidirectional":
+            forward, backward = _split_directions(arrays)
+            self._assign_named(spec.children["forward"], forward)
+            self._assign_named(spec.children["backward"], backward)
+            return
+        if spec.class_name == "TimeDistributed" and "layer" in spec.children:
+            self._assign_named(spec.children["layer"], arrays)
+            return
+        named: dict[str, StoredArray] = {}
+        for array in arrays:
+            key = canonical_name(array.name)
+            if key in named:  # e.g. two "kernel"s: keep both distinguishable
+                key = f"{key}#{sum(k.split('#')[0] == key for k in named)}"
+            named[key] = array
+        self.weights[spec.name] = named
+
+    # -- Keras 3 trees ---------------------------------------------------------------
+
+    def _bind_tree(self, node: H5Group, container: tuple[str, ...]) -> None:
+        members = self.graph.members.get(container, ())
+        by_name = {child.name_attr: child for child in node.children.values() if child.name_attr}
+        used: dict[str, int] = {}
+        for class_name, ref in members:
+            key = to_snake_case(class_name if class_name != "Model" else "Functional")
+            if key in used:
+                used[key] += 1
+                key = f"{key}_{used[key]}"
+            else:
+                used[key] = 0
+            if isinstance(ref, tuple):  # a nested model
+                child = by_name.get(ref[-1]) or node.children.get(key)
+                if child is not None and "layers" in child.children:
+                    self._bind_tree(child.children["layers"], ref)
+                continue
+            spec = self.specs[ref]
+            child = by_name.get(spec.keras_name) or node.children.get(key)
+            if child is not None:
+                self._assign_tree(spec, child)
+
+    def _assign_tree(self, spec: LayerSpec, node: H5Group) -> None:
+        if spec.class_name == "Bidirectional":
+            for direction, key in (("forward", "forward_layer"), ("backward", "backward_layer")):
+                if key in node.children:
+                    self._assign_tree(spec.children[direction], node.children[key])
+            return
+        if spec.class_name == "TimeDistributed" and "layer" in spec.children:
+            if "layer" in node.children:
+                self._assign_tree(spec.children["layer"], node.children["layer"])
+            return
+        if spec.is_recurrent:
+            cell = node.children.get("cell")
+            stored = cell.vars if cell is not None else node.vars
+            names = _RECURRENT_VARS
+        else:
+            stored = node.vars
+            names = _var_names(spec)
+        named = {}
+        for index, array in enumerate(stored):
+            key = names[index] if index < len(names) else str(index)
+            named[key] = array
+        if named:
+            self.weights[spec.name] = named
+
+
+def _var_names(spec: LayerSpec) -> tuple[str, ...]:
+    if spec.class_name in ("BatchNormalization", "LayerNormalization"):
+        names = []
+        if spec.config.get("scale", True):
+            names.append("gamma")
+        if spec.config.get("center", True):
+            names.append("beta")
+        if spec.class_name == "BatchNormalization":
+            names += ["moving_mean", "moving_variance"]
+        return tuple(names)
+    names = _VAR_NAMES.get(spec.class_name, ())
+    if names and spec.config.get("use_bias", True) is False:
+        names = tuple(n for n in names if n != "bias")
+    return names
+
+
+def _split_directions(arrays: list[StoredArray]) -> tuple[list[StoredArray], list[StoredArray]]:
+    """Split a Bidirectional layer's tensors into forward and backward ones."""
+
+    def direction(array: StoredArray) -> str | None:
+        for part in array.name.split("/"):
+            if part.startswith("forward"):
+                return "forward"
+            if part.startswith("backward"):
+                return "backward"
+        return None
+
+    forward = [a for a in arrays if direction(a) == "forward"]
+    backward = [a for a in arrays if direction(a) == "backward"]
+    if len(forward) + len(backward) != len(arrays) or len(forward) != len(backward):
+        half = len(arrays) // 2  # Keras stores the forward layer's tensors first
+        forward, backward = arrays[:half], arrays[half:]
+    return forward, backward
+
+
+# -------------------------------------------------------------- weights only
+
+
+def _weights_only_graph(model_file: ModelFile, label: str) -> tuple[ModelGraph, dict[str, dict[str, StoredArray]]]:
+    specs: list[LayerSpec] = []
+    weights: dict[str, dict[str, StoredArray]] = {}
+    if model_file.keras_tree is not None:
+        entries = []
+        for key, node in model_file.keras_tree.children.items():
+            entries.append((node.name_attr or key, key, node))
+        for name, key, node in entries:
+            spec, named = _guess_tree_layer(name, key, node)
+            specs.append(spec)
+            weights.update(named)
+        chain = False  # h5py lists groups alphabetically: the layer order is lost
+    else:
+        for name in model_file.h5_layer_order:
+            arrays = model_file.h5_layers.get(name, [])
+            spec, named = _guess_named_layer(name, arrays)
+            specs.append(spec)
+            weights.update(named)
+        chain = True
+    previous: tuple[Edge, ...] = ()
+    linked = []
+    for spec in specs:
+        if chain:
+            spec = _with(spec, inbound=previous)
+            previous = (Edge(spec.name),)
+        linked.append(spec)
+    graph = ModelGraph(
+        name=os.path.splitext(label)[0],
+        class_name="weights-only" if chain else "weights-only (unordered)",
+        layers=tuple(linked),
+        inputs=(linked[0].name,) if linked and chain else (),
+        outputs=(Edge(linked[-1].name),) if linked and chain else (),
+        input_shape=None,
+        members={},
+    )
+    return graph, weights
+
+
+def _with(spec: LayerSpec, **changes: Any) -> LayerSpec:
+    from dataclasses import replace
+
+    return replace(spec, **changes)
+
+
+def _guess_named_layer(name: str, arrays: list[StoredArray]) -> tuple[LayerSpec, dict[str, dict[str, StoredArray]]]:
+    named = {canonical_name(a.name): a for a in arrays}
+    forward, backward = _split_directions(arrays) if arrays else ([], [])
+    has_directions = any("forward" in a.name for a in arrays) and any("backward" in a.name for a in arrays)
+    if has_directions:
+        f_named = {canonical_name(a.name): a for a in forward}
+        b_named = {canonical_name(a.name): a for a in backward}
+        f_kind, b_kind = infer_recurrent_kind(f_named), infer_recurrent_kind(b_named)
+        if f_kind and b_kind:
+            children = {
+                "forward": _guessed_recurrent(f"{name}/forward", name, f_kind, f_named, go_backwards=False),
+                "backward": _guessed_recurrent(f"{name}/backward", name, b_kind, b_named, go_backwards=True),
+            }
+            spec = LayerSpec(
+                name=name,
+                class_name="Bidirectional",
+                config={"name": name, "merge_mode": None},
+                keras_name=name,
+                children=children,
+            )
+            return spec, {f"{name}/forward": f_named, f"{name}/backward": b_named}
+    guess = infer_recurrent_kind(named)
+    if guess:
+        return _guessed_recurrent(name, name, guess, named, go_backwards=False), {name: named}
+    class_name = "Unknown"
+    if set(named) == {"embeddings"}:
+        class_name = "Embedding"
+    elif "kernel" in named and set(named) <= {"kernel", "bias"} and named["kernel"].array.ndim == 2:
+        class_name = "Dense"
+    elif not arrays:
+        class_name = "NoWeights"
+    config: dict[str, Any] = {"name": name}
+    if class_name == "Dense":
+        config.update(units=int(named["kernel"].array.shape[1]), activation=None, use_bias="bias" in named)
+    spec = LayerSpec(name=name, class_name=class_name, config=config, keras_name=name)
+    return spec, ({name: named} if named else {})
+
+
+def _guessed_recurrent(name, keras_name, guess, named, go_backwards) -> LayerSpec:
+    kind, units, reset_after = guess
+    if kind == "LSTM" and "bias" in named and named["bias"].array.shape == (8 * units,):
+        kind = "CuDNNLSTM"
+    elif kind == "GRU" and "bias" in named and named["bias"].array.shape == (6 * units,):
+        kind = "CuDNNGRU"
+    config = {
+        "name": keras_name,
+        "units": units,
+        "activation": None,
+        "recurrent_activation": None,
+        "use_bias": "bias" in named,
+        "return_sequences": None,
+        "go_backwards": go_backwards,
+        "stateful": None,
+        "reset_after": reset_after,
+        "_guessed": True,
+    }
+    return LayerSpec(name=name, class_name=kind, config=config, keras_name=keras_name)
+
+
+_CLASS_FROM_KEY = {
+    "lstm": "LSTM",
+    "gru": "GRU",
+    "simple_rnn": "SimpleRNN",
+    "dense": "Dense",
+    "embedding": "Embedding",
+    "bidirectional": "Bidirectional",
+    "time_distributed": "TimeDistributed",
+}
+
+
+def _guess_tree_layer(name: str, key: str, node: H5Group):
+    base = re.sub(r"_\d+$", "", key)
+    class_name = _CLASS_FROM_KEY.get(base, "Unknown")
+    if class_name == "Bidirectional":
+        children = {}
+        named = {}
+        for direction, child_key in (("forward", "forward_layer"), ("backward", "backward_layer")):
+            child = node.children.get(child_key)
+            cell = child.children.get("cell") if child else None
+            vars_ = cell.vars if cell else []
+            stored = {n: a for n, a in zip(_RECURRENT_VARS, vars_)}
+            guess = infer_recurrent_kind(stored)
+            if guess:
+                children[direction] = _guessed_recurrent(
+                    f"{name}/{direction}", name, guess, stored, go_backwards=direction == "backward"
+                )
+                named[f"{name}/{direction}"] = stored
+        spec = LayerSpec(name=name, class_name="Bidirectional", config={"name": name}, keras_name=name, children=children)
+        return spec, named
+    if class_name in ("LSTM", "GRU", "SimpleRNN"):
+        cell = node.children.get("cell")
+        stored = {n: a for n, a in zip(_RECURRENT_VARS, cell.vars if cell else [])}
+        guess = infer_recurrent_kind(stored)
+        if guess:
+            return _guessed_recurrent(name, name, guess, stored, go_backwards=False), {name: stored}
+    stored = {str(i): a for i, a in enumerate(node.vars)}
+    names = _VAR_NAMES.get(class_name)
+    if names:
+        stored = {names[i] if i < len(names) else str(i): a for i, a in enumerate(node.vars)}
+    spec = LayerSpec(name=name, class_name=class_name, config={"name": name}, keras_name=name)
+    return spec, ({name: stored} if stored else {})
+
+
+# ----------------------------------------------------------- recurrent layers
+
+
+def _recurrent_layers(model: Model) -> list[RecurrentLayer]:
+    result = []
+    for spec in model.graph.layers:
+        if spec.is_bidirectional:
+            for direction in ("forward", "backward"):
+                child = spec.children.get(direction)
+                if child is not None and child.is_recurrent:
+                    result.append(_recurrent_layer(model, child, f"{spec.name}/{direction}", spec.name, direction))
+        elif spec.is_recurrent:
+            result.append(_recurrent_layer(model, spec, spec.name, None, None))
+    return result
+
+
+def _recurrent_layer(model: Model, spec: LayerSpec, name: str, wrapper: str | None, direction: str | None) -> RecurrentLayer:
+    stored = model.weights.get(name)
+    where = f"{model.label}: layer '{name}'"
+    if stored is None:
+        raise ModelFileError(f"{where}: no weights for this layer were found in the file")
+    kind = spec.kind
+    units = spec.get("units")
+    use_bias = spec.get("use_bias", True)
+    if use_bias is None:
+        use_bias = "bias" in stored
+    weights = build_recurrent_weights(
+        kind,
+        int(units) if isinstance(units, (int, float)) else None,
+        stored,
+        use_bias=bool(use_bias),
+        reset_after=bool(spec.get("reset_after", kind == "GRU" and (model.keras_major or 0) >= 3)),
+        where=where,
+    )
+    activation = activation_name(spec.get("activation", "tanh"))
+    recurrent_activation = activation_name(spec.get("recurrent_activation", _default_recurrent_activation(model)))
+    if spec.config.get("_guessed"):
+        activation = recurrent_activation = None
+    return RecurrentLayer(
+        name=name,
+        spec=spec,
+        weights=weights,
+        activation=activation,
+        recurrent_activation=recurrent_activation,
+        go_backwards=bool(spec.get("go_backwards", False)),
+        return_sequences=bool(spec.get("return_sequences", False)),
+        stateful=bool(spec.get("stateful", False)),
+        use_bias=bool(use_bias),
+        wrapper=wrapper,
+        direction=direction,
+    )
+
+
+def _default_recurrent_activation(model: Model) -> str:
+    """Keras 1 and Keras 2.0-2.2 defaulted to hard_sigmoid, later versions to sigmoid."""
+    version = model.keras_version or ""
+    parts = [int(p) for p in re.findall(r"\d+", version)[:2]] or [0]
+    if parts[0] < 2 or (parts[0] == 2 and len(parts) > 1 and parts[1] < 3):
+        return "hard_sigmoid"
+    return "sigmoid"
+
+
+def spec_summary(spec: LayerSpec) -> Mapping[str, Any]:
+    """The settings shown by ``layers``, read from the spec (the wrapped layer's for wrappers)."""
+    inner = spec.children.get("forward") or spec.children.get("layer") or spec
+    return inner.config

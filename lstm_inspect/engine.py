@@ -152,6 +152,10 @@ class Program:
         self.options = options
         self.input_spec = input_spec
         self.output_names = {edge.layer for edge in model.graph.outputs}
+        # Whether any step can be masked (decides the `masked` output column up front).
+        self.may_mask = any(
+            isinstance(op, MaskingOp) or (isinstance(op, EmbeddingOp) and op.mask_zero) for op in ops
+        )
         self.recurrent = {op.layer.name: op for op in ops if isinstance(op, RecurrentOp)}
         for op in ops:
             if isinstance(op, BidirectionalOp):

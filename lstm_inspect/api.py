@@ -1,0 +1,206 @@
+"""The Python API: load a model, list its layers, label weights, trace and predict.
+
+>>> import lstm_inspect as li
+>>> model = li.load_model("sample_models/single_lstm.keras")
+>>> [layer.name for layer in model.recurrent_layers()]
+['lstm']
+>>> frame = li.trace(model, "sample_models/single_lstm.csv")      # pandas DataFrame, long form
+>>> arrays = li.trace_arrays(model, x)                             # {"lstm": {"i": (N, T, U), ...}}
+>>> y = li.predict(model, x)                                       # what model.predict returns
+
+Inputs ``x`` are a NumPy array of shape (T, F) (one sequence) or (N, T, F),
+or a path to a CSV / .npy / .npz file.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .engine import ReplayOptions, compile_model, value_names
+from .inputs import CsvOptions, InputSequence, read_input
+from .model import Model, load_model
+from .tracing import predict_batches, trace_blocks
+from .weights import GateBlock, label_weights
+
+__all__ = [
+    "load_model",
+    "layer_rows",
+    "label_weights",
+    "weights_frame",
+    "trace",
+    "trace_arrays",
+    "predict",
+    "as_sequences",
+    "ReplayOptions",
+    "GateBlock",
+    "Model",
+]
+
+
+def as_sequences(x: Any, csv: CsvOptions | None = None, dtype=np.float32) -> list[InputSequence]:
+    """Normalise an input: a path, a (T, F) or (N, T, F) array, or a list of sequences."""
+    if isinstance(x, str):
+        return read_input(x, csv, dtype=dtype)
+    if isinstance(x, (list, tuple)) and x and isinstance(x[0], InputSequence):
+        return list(x)
+    array = np.asarray(x)
+    if array.ndim == 1:
+        array = array[:, None]
+    if array.ndim == 2:
+        return [InputSequence(0, array)]
+    if array.ndim == 3:
+        return [InputSequence(i, array[i]) for i in range(array.shape[0])]
+    raise ValueError(f"input of shape {array.shape}; expected (T, F) or (N, T, F)")
+
+
+def layer_rows(model: Model) -> list[dict[str, Any]]:
+    """One dict per layer: what ``lstm-inspect layers`` prints."""
+    from .config import activation_name
+
+    rows = []
+    for spec in model.graph.layers:
+        inner = spec.children.get("forward") or spec.children.get("layer")
+        source = inner or spec
+        class_name = spec.class_name if inner is None else f"{spec.class_name}({inner.class_name})"
+        names = [spec.name] + [child.name for child in spec.children.values()]
+        shapes = []
+        params = 0
+        for name in names:
+            for key, stored in model.weights.get(name, {}).items():
+                prefix = f"{name.rsplit('/', 1)[-1]}." if name != spec.name else ""
+                shapes.append(f"{prefix}{key} {'×'.join(str(d) for d in stored.array.shape)}")
+                params += int(stored.array.size)
+        recurrent = source.is_recurrent
+        rows.append(
+            {
+                "name": spec.name,
+                "class": class_name,
+                "units": source.get("units"),
+                "activation": activation_name(source.get("activation")) if "activation" in source.config or recurrent else None,
+                "recurrent_activation": activation_name(source.get("recurrent_activation")) if recurrent else None,
+                "return_sequences": source.get("return_sequences") if recurrent else None,
+                "go_backwards": source.get("go_backwards") if recurrent else None,
+                "stateful": source.get("stateful") if recurrent else None,
+                "use_bias": source.get("use_bias") if ("use_bias" in source.config) else None,
+                "params": params,
+                "weight_shapes": "; ".join(shapes),
+                "keras_version": model.keras_version,
+            }
+        )
+    return rows
+
+
+def weights_frame(model: Model, layers: Sequence[str] | None = None, gates: Sequence[str] | None = None):
+    """Every labelled weight as a pandas DataFrame (the ``weights`` CSV columns)."""
+    import pandas as pd
+
+    from .frames import WEIGHT_COLUMNS, weight_blocks
+
+    parts = []
+    for block in weight_blocks(label_weights(model, layers, gates)):
+        rows = block.rows
+        columns = {}
+        for name, value in zip(block.columns, block.data):
+            if isinstance(value, np.ma.MaskedArray):  # `source` is empty for biases
+                value = pd.arrays.IntegerArray(value.filled(0).astype(np.int64), np.ma.getmaskarray(value))
+            elif not isinstance(value, np.ndarray):
+                value = [value] * rows
+            columns[name] = value
+        parts.append(pd.DataFrame(columns))
+    if not parts:
+        return pd.DataFrame(columns=WEIGHT_COLUMNS)
+    return pd.concat(parts, ignore_index=True)
+
+
+def trace_arrays(
+    model: Model,
+    x: Any,
+    layers: Sequence[str] | None = None,
+    *,
+    options: ReplayOptions | None = None,
+    stateful: bool = False,
+    initial_states: Mapping[str, Sequence[NDArray]] | None = None,
+) -> dict[str, dict[str, NDArray]]:
+    """Per recurrent layer, each recorded value as an (N, T, U) array in input-row order.
+
+    For a go_backwards layer, index ``t`` is still the input row consumed at
+    that step (the arrays are flipped back from processing order).  Also
+    holds ``"masked"`` (N, T) booleans.  All sequences must have the same length.
+    """
+    options = options or ReplayOptions()
+    sequences = as_sequences(x, dtype=options.dtype)
+    lengths = {s.values.shape[0] for s in sequences}
+    if len(lengths) != 1:
+        raise ValueError("trace_arrays needs sequences of equal length; use trace() for ragged input")
+    steps = lengths.pop()
+    n = len(sequences)
+    result: dict[str, dict[str, NDArray]] = {}
+    index = {s.id: i for i, s in enumerate(sequences)}
+    for tb in trace_blocks(model, sequences, layers=layers, options=options, stateful=stateful, initial_states=initial_states):
+        block = tb.block
+        store = result.get(block.layer.name)
+        if store is None:
+            store = result[block.layer.name] = {}
+            for name in value_names(block.layer, options.pre_activation):
+                store[name] = np.full((n, steps, block.layer.units), np.nan, dtype=options.dtype)
+            store["masked"] = np.zeros((n, steps), dtype=bool)
+        rows = [index[s] for s in tb.sequences]
+        for name, value in block.values.items():
+            store[name][np.ix_(rows, block.t)] = value.transpose(1, 0, 2)
+        if block.masked is not None:
+            store["masked"][np.ix_(rows, block.t)] = block.masked.T
+    return result
+
+
+def trace(
+    model: Model,
+    x: Any,
+    layers: Sequence[str] | None = None,
+    *,
+    wide: bool = False,
+    options: ReplayOptions | None = None,
+    stateful: bool = False,
+    initial_states: Mapping[str, Sequence[NDArray]] | None = None,
+    gates: Sequence[str] | None = None,
+    units: Sequence[int] | None = None,
+):
+    """The trace as a pandas DataFrame with the CLI's columns (long, or wide with ``wide=True``)."""
+    import pandas as pd
+
+    from .frames import long_blocks, trace_columns, wide_blocks
+
+    options = options or ReplayOptions()
+    selected = model.select_recurrent(layers)
+    program = compile_model(model, options, upto=[layer.name for layer in selected])
+    spec = trace_columns(selected, gates=gates, pre_activation=options.pre_activation, masked=program.may_mask, units=units)
+    sequences = as_sequences(x, dtype=options.dtype)
+    blocks = trace_blocks(model, sequences, layers=[l.name for l in selected], options=options, stateful=stateful,
+                          initial_states=initial_states, program=program)
+    make = wide_blocks(blocks, selected, spec, options.dtype) if wide else long_blocks(blocks, spec, options.dtype)
+    frames = []
+    for block in make:
+        rows = block.rows
+        frames.append(pd.DataFrame({
+            name: (value if isinstance(value, np.ndarray) else [value] * rows) for name, value in zip(block.columns, block.data)
+        }))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def predict(
+    model: Model,
+    x: Any,
+    *,
+    options: ReplayOptions | None = None,
+    stateful: bool = False,
+) -> NDArray | list[NDArray]:
+    """The model's output for ``x``, computed in NumPy (one array per model output)."""
+    options = options or ReplayOptions()
+    sequences = as_sequences(x, dtype=options.dtype)
+    outputs: list[list[NDArray]] = []
+    for _, batch_outputs in predict_batches(model, sequences, options=options, stateful=stateful):
+        outputs.append(batch_outputs)
+    merged = [np.concatenate([batch[k] for batch in outputs]) for k in range(len(outputs[0]))]
+    return merged[0] if len(merged) == 1 else merged

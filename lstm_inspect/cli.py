@@ -1,0 +1,424 @@
+"""The ``lstm-inspect`` command line: parse options, call the API, pick a writer.
+
+Exit status: 0 success; 1 a ``verify`` mismatch; 2 a usage error or a bad
+model/input file (one line on stderr, no traceback); 3 an internal error
+(one line, rerun with --debug for the traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Sequence
+
+import click
+
+from . import __version__
+from .errors import ExitStatus, LstmInspectError
+
+INTERNAL_ERROR = 3
+
+EPILOG = """\b
+Exit status: 0 success, 1 verify found a mismatch, 2 usage or input error,
+3 internal error (rerun with --debug for the traceback).
+Output: a table on a terminal, CSV when piped; --format csv|json|ndjson|parquet.
+"""
+
+
+# ------------------------------------------------------------------ option types
+
+
+class UnitsType(click.ParamType):
+    """``0,3-5`` -> [0, 3, 4, 5]."""
+
+    name = "units"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        units: list[int] = []
+        try:
+            for part in str(value).split(","):
+                part = part.strip()
+                if not part:
+                    continue
+                if "-" in part:
+                    lo, hi = (int(p) for p in part.split("-", 1))
+                    if hi < lo or lo < 0:
+                        raise ValueError
+                    units.extend(range(lo, hi + 1))
+                else:
+                    unit = int(part)
+                    if unit < 0:
+                        raise ValueError
+                    units.append(unit)
+        except ValueError:
+            self.fail(f"'{value}' is not a list of units like 0,3-5", param, ctx)
+        if not units:
+            self.fail("no units given", param, ctx)
+        return sorted(set(units))
+
+
+class NamesType(click.ParamType):
+    """``i,f`` -> ["i", "f"]."""
+
+    name = "list"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        names = [part.strip() for part in str(value).split(",") if part.strip()]
+        if not names:
+            self.fail("empty list", param, ctx)
+        return names
+
+
+def output_options(formats: Sequence[str]):
+    def decorator(fn):
+        fn = click.option(
+            "-o", "--output", metavar="FILE", default=None,
+            help="Write to FILE (atomically) instead of stdout; '-' is stdout.",
+        )(fn)
+        fn = click.option(
+            "-f", "--format", "fmt", type=click.Choice(list(formats)), default=None,
+            help="Output format. Default: table on a terminal, csv when piped (or by the -o extension).",
+        )(fn)
+        return fn
+
+    return decorator
+
+
+def input_options(fn):
+    options = [
+        click.option("--header/--no-header", default=None, help="The CSV's first row is a header (default: detect)."),
+        click.option("--columns", type=NamesType(), default=None, metavar="A,B,C", help="Feature columns to use, in order (names or 1-based numbers)."),
+        click.option("--sequence-column", default=None, metavar="NAME", help="Column whose value splits the rows into sequences."),
+        click.option("--delimiter", default=None, metavar="CHAR", help="CSV field separator (default: comma, or tab/semicolon if the first line has no comma)."),
+        click.option("--stateful", is_flag=True, help="Carry the state from one sequence to the next, as a stateful Keras model."),
+        click.option("--initial-state", "initial_state", default=None, metavar="FILE", help="h0 (and c0) per layer: .npz with keys '<layer>/h', '<layer>/c', or JSON {layer: {h: [...], c: [...]}}."),
+        click.option("--hard-sigmoid", type=click.Choice(["keras2", "keras3"]), default=None, help="hard_sigmoid definition (default: that of the Keras version that saved the file)."),
+        click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True, help="Numeric type of the replay."),
+        click.option("--activation", "assume_activation", default=None, metavar="NAME", help="Activation to assume where the file does not record it (weights-only files)."),
+        click.option("--recurrent-activation", "assume_recurrent_activation", default=None, metavar="NAME", help="Recurrent activation to assume where the file does not record it."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+# ------------------------------------------------------------------ group
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=EPILOG)
+@click.version_option(__version__, "--version", prog_name="lstm-inspect")
+@click.option("--debug", is_flag=True, help="Show the full traceback of an internal error.")
+def cli(debug: bool) -> None:
+    """Label the weights of saved Keras LSTM/GRU/SimpleRNN models by gate and unit,
+    and trace every gate at every timestep, without TensorFlow.
+
+    \b
+      lstm-inspect layers model.h5
+      lstm-inspect weights model.keras --layer lstm --gate f
+      lstm-inspect trace model.h5 input.csv | head
+      cat input.csv | lstm-inspect trace model.keras - --units 0-3 --gates i,f,o
+      lstm-inspect predict model.keras input.csv
+    """
+
+
+# ------------------------------------------------------------------ commands
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("model_path", metavar="MODEL")
+@output_options(["table", "csv", "json", "ndjson", "parquet"])
+def layers(model_path: str, fmt: str | None, output: str | None) -> None:
+    """One row per layer: class, units, activations, flags, parameters, weight shapes.
+
+    \b
+      lstm-inspect layers model.h5
+      lstm-inspect layers model.keras --format json
+    """
+    from . import api
+    from .frames import Block
+
+    model = _load(model_path)
+    rows = api.layer_rows(model)
+    columns = list(rows[0].keys()) if rows else ["name"]
+    title = f"{model.label}: {model.graph.class_name} saved by Keras {model.keras_version or 'unknown'}"
+    block = Block(columns, [_object_column([row[c] for row in rows]) for c in columns])
+    _emit(fmt, output, columns, [block] if rows else [], [model_path],
+          table=lambda console: _views().render_layers(rows, console, title))
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("model_path", metavar="MODEL")
+@click.option("--layer", "layer_names", multiple=True, metavar="NAME", help="Only this recurrent layer (repeatable; a Bidirectional's name selects both directions).")
+@click.option("--gate", "gates", multiple=True, metavar="G", help="Only this gate: i, f, c, o (LSTM); z, r, c (GRU); h (SimpleRNN). Repeatable.")
+@click.option("--values", "show_values", is_flag=True, help="In the table view, print every gate's full matrix with its row labels.")
+@output_options(["table", "csv", "json", "ndjson", "parquet"])
+def weights(model_path: str, layer_names, gates, show_values: bool, fmt: str | None, output: str | None) -> None:
+    """Every weight of every recurrent layer, labelled by tensor, gate, unit and source row.
+
+    CSV columns: layer,tensor,gate,unit,source,value,path,column — one row per
+    value. `source` is the input feature (kernel) or previous hidden unit
+    (recurrent_kernel) feeding that unit; empty for biases.
+
+    \b
+      lstm-inspect weights model.h5
+      lstm-inspect weights model.keras --layer lstm --gate f --values
+      lstm-inspect weights model.h5 --format csv | awk -F, '$3=="f"'
+    """
+    from .frames import WEIGHT_COLUMNS, weight_blocks
+    from .weights import label_weights
+
+    model = _load(model_path)
+    blocks = list(label_weights(model, list(layer_names) or None, list(gates) or None))
+    _emit(fmt, output, WEIGHT_COLUMNS, weight_blocks(blocks), [model_path],
+          table=lambda console: _views().render_weights(model, blocks, console, show_values))
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("model_path", metavar="MODEL")
+@click.argument("input_path", metavar="INPUT")
+@click.option("--layer", "layer_names", multiple=True, metavar="NAME", help="Only this recurrent layer (repeatable).")
+@click.option("--units", type=UnitsType(), default=None, metavar="0,3-5", help="Only these units.")
+@click.option("--gates", type=NamesType(), default=None, metavar="i,f", help="Only these columns (i,f,c,o,cell,hidden; z,r for GRU).")
+@click.option("--pre-activation", is_flag=True, help="Also write the pre-activations z_i,z_f,z_c,z_o.")
+@click.option("--wide", is_flag=True, help="One row per (sequence, layer, t) with columns i_0..i_{u-1}, f_*, ...")
+@input_options
+@output_options(["table", "csv", "json", "ndjson", "parquet"])
+def trace(model_path, input_path, layer_names, units, gates, pre_activation, wide, fmt, output, **input_kw) -> None:
+    """Replay INPUT through the model and write i, f, c, o, cell and hidden for every step and unit.
+
+    INPUT is a CSV (rows are timesteps, columns features; '-' reads stdin), or
+    a .npy/.npz array of shape (T, F) or (N, T, F). CSV columns:
+    sequence,layer,t,unit,i,f,c,o,cell,hidden — `t` is the input row consumed
+    at that step (descending for go_backwards layers).
+
+    \b
+      lstm-inspect trace model.h5 input.csv
+      lstm-inspect trace model.keras input.csv --layer lstm --units 0-3 --gates i,f,o
+      cat input.csv | lstm-inspect trace model.keras - | head
+      lstm-inspect trace model.h5 data.csv --sequence-column id --stateful -o trace.csv
+    """
+    from .engine import compile_model
+    from .frames import TRACE_KEYS, long_blocks, trace_columns, wide_blocks, wide_columns
+    from .tracing import trace_blocks
+
+    model = _load(model_path)
+    options, sequences, states = _replay_setup(model, input_path, input_kw, pre_activation)
+    selected = model.select_recurrent(list(layer_names) or None)
+    program = compile_model(model, options, upto=[layer.name for layer in selected])
+    try:
+        spec = trace_columns(selected, gates=gates, pre_activation=pre_activation, masked=program.may_mask, units=units)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    _check_units(selected, units)
+    blocks = trace_blocks(model, sequences, layers=[layer.name for layer in selected], options=options,
+                          stateful=input_kw["stateful"], initial_states=states, program=program)
+    if wide:
+        columns = wide_columns(selected, spec)
+        rows = wide_blocks(blocks, selected, spec, options.dtype)
+    else:
+        columns = TRACE_KEYS + list(spec.names) + (["masked"] if spec.masked else [])
+        rows = long_blocks(blocks, spec, options.dtype)
+    _emit(fmt, output, columns, rows, [model_path, input_path],
+          table=lambda console: _views().render_trace(blocks, spec, console))
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("model_path", metavar="MODEL")
+@click.argument("input_path", metavar="INPUT")
+@input_options
+@output_options(["table", "csv", "json", "ndjson", "parquet"])
+def predict(model_path, input_path, fmt, output, **input_kw) -> None:
+    """The model's output for INPUT, computed in NumPy (what model.predict returns).
+
+    One row per sequence, or per timestep for sequence outputs: columns
+    sequence,[t,]y_0..y_k.
+
+    \b
+      lstm-inspect predict model.keras input.csv
+      lstm-inspect predict model.h5 batch.npy --format json
+    """
+    from .frames import predict_block, predict_columns
+    from .tracing import predict_batches
+
+    model = _load(model_path)
+    options, sequences, states = _replay_setup(model, input_path, input_kw, False)
+    batches = predict_batches(model, sequences, options=options, stateful=input_kw["stateful"], initial_states=states)
+    first_ids, first_outputs = next(batches)
+    names = [edge.layer for edge in model.graph.outputs]
+    columns = predict_columns(first_outputs, names)
+
+    def blocks():
+        yield predict_block(first_ids, first_outputs, names)
+        for ids, outputs in batches:
+            yield predict_block(ids, outputs, names)
+
+    def table(console):
+        rows = []
+        for block in blocks():
+            data = [_expand(col, block.rows) for col in block.data]
+            rows.extend(zip(*data))
+        _views().render_rows(columns, rows, console, title=f"{model.label}: predict")
+
+    _emit(fmt, output, columns, blocks(), [model_path, input_path], table=table)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _views():
+    from . import views
+
+    return views
+
+
+def _load(path: str):
+    from .model import load_model
+
+    model = load_model(path)
+    for warning in model.warnings:
+        _warn(warning)
+    return model
+
+
+def _warn(message: str) -> None:
+    click.echo(f"lstm-inspect: warning: {message}", err=True)
+
+
+def _replay_setup(model, input_path: str, kw: dict, pre_activation: bool):
+    import numpy as np
+
+    from .engine import ReplayOptions
+    from .inputs import CsvOptions, read_initial_state, read_input
+
+    dtype = np.float64 if kw["dtype"] == "float64" else np.float32
+    options = ReplayOptions(
+        dtype=dtype,
+        hard_sigmoid=kw["hard_sigmoid"],
+        pre_activation=pre_activation,
+        assume_activation=kw["assume_activation"],
+        assume_recurrent_activation=kw["assume_recurrent_activation"],
+    )
+    csv = CsvOptions(
+        header=kw["header"],
+        columns=tuple(kw["columns"]) if kw["columns"] else None,
+        sequence_column=kw["sequence_column"],
+        delimiter=_delimiter(kw["delimiter"]),
+    )
+    sequences = read_input(input_path, csv, dtype=dtype)
+    states = read_initial_state(kw["initial_state"]) if kw["initial_state"] else None
+    return options, sequences, states
+
+
+def _delimiter(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = {"\\t": "\t", "tab": "\t", "TAB": "\t"}.get(value, value)
+    if len(value) != 1:
+        raise click.BadParameter("the delimiter must be one character (or 'tab')", param_hint="--delimiter")
+    return value
+
+
+def _check_units(layers, units) -> None:
+    if not units:
+        return
+    widest = max(layer.units for layer in layers)
+    if max(units) >= widest:
+        raise click.UsageError(f"--units: unit {max(units)} does not exist (the widest selected layer has {widest} units: 0..{widest - 1})")
+
+
+def _object_column(values: list):
+    import numpy as np
+
+    column = np.empty(len(values), dtype=object)
+    column[:] = values
+    return column
+
+
+def _expand(column, rows: int):
+    import numpy as np
+
+    if isinstance(column, np.ndarray) and column.ndim:
+        return [v.item() if hasattr(v, "item") else v for v in column]
+    return [column] * rows
+
+
+def _emit(fmt, output, columns, blocks, protect, table) -> None:
+    """Write ``blocks`` in the chosen format, or call ``table(console)`` for the terminal view."""
+    from .writers import check_parquet, open_output, resolve_format, write_blocks
+
+    fmt = resolve_format(fmt, output)
+    if fmt == "parquet":
+        check_parquet()
+        if output is None or output == "-":
+            if sys.stdout.isatty():
+                raise click.UsageError("--format parquet writes binary data: give -o FILE or redirect stdout")
+    with open_output(output, protect=protect) as stream:
+        if fmt == "table":
+            import io
+
+            text = io.TextIOWrapper(stream, encoding="utf-8", write_through=True)
+            try:
+                console = _views().console_for(text if output not in (None, "-") else sys.stdout,
+                                               color=None if output in (None, "-") else False)
+                table(console)
+            finally:
+                text.detach()
+        else:
+            write_blocks(blocks, columns, fmt, stream)
+
+
+# ------------------------------------------------------------------ entry point
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: one line per error, exit codes as documented."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    code = _run(args, debug)
+    sys.exit(code)
+
+
+def _run(args: list[str], debug: bool) -> int:
+    try:
+        cli.main(args=args, prog_name="lstm-inspect", standalone_mode=False)
+        sys.stdout.flush()
+        return ExitStatus.OK
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:  # usage errors: Click's own message, status 2
+        exc.show()
+        return ExitStatus.ERROR if exc.exit_code in (1, 2) else exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 130
+    except LstmInspectError as exc:
+        click.echo(f"lstm-inspect: error: {exc}", err=True)
+        return ExitStatus.ERROR
+    except BrokenPipeError:
+        _silence_stdout()
+        return ExitStatus.OK
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return 130
+    except MemoryError:
+        click.echo("lstm-inspect: error: out of memory (try a shorter input or --layer)", err=True)
+        return ExitStatus.ERROR
+    except Exception as exc:  # a bug: one line, and the traceback on request
+        if debug:
+            raise
+        text = " ".join(str(exc).split())[:300]
+        click.echo(f"lstm-inspect: internal error: {type(exc).__name__}: {text} (rerun with --debug for the traceback)", err=True)
+        return INTERNAL_ERROR
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the exit flush stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

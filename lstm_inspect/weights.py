@@ -1,0 +1,140 @@
+"""Label every weight of a recurrent layer by tensor, gate, unit and source row.
+
+``label_weights`` yields one :class:`GateBlock` per (layer, tensor, gate):
+the slice of ``kernel`` (F, U), ``recurrent_kernel`` (U, U) or ``bias`` (U,)
+that feeds that gate, with the dataset it came from and its column range.
+Summary statistics come with each block; the long one-row-per-value form is
+built by ``frames.weight_blocks``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import UsageProblem
+from .layouts import GATE_NAMES, ROW_MEANING
+from .model import Model, RecurrentLayer
+
+
+@dataclass(frozen=True)
+class GateBlock:
+    """The weights of one gate in one tensor of one recurrent layer."""
+
+    layer: str  # "lstm", "bi/forward"
+    kind: str  # LSTM / GRU / SimpleRNN
+    tensor: str  # kernel | recurrent_kernel | bias | recurrent_bias
+    gate: str  # i, f, c, o (LSTM); z, r, c (GRU); h (SimpleRNN)
+    path: str  # where the stored tensor lives in the file
+    stored_shape: tuple[int, ...]
+    columns: str  # the slice of the stored tensor, e.g. "[:, 8:12]"
+    first_column: int  # column index of unit 0 in the stored tensor
+    values: NDArray  # (rows, U) for kernels, (U,) for biases
+
+    @property
+    def unit_count(self) -> int:
+        return int(self.values.shape[-1])
+
+    @property
+    def row_meaning(self) -> str | None:
+        return ROW_MEANING.get(self.tensor)
+
+    @property
+    def gate_name(self) -> str:
+        return GATE_NAMES.get(self.gate, self.gate)
+
+    def stats(self) -> dict[str, float]:
+        v = np.asarray(self.values, dtype=np.float64)
+        if v.size == 0:
+            return {k: float("nan") for k in ("mean", "std", "min", "max", "l2")}
+        return {
+            "mean": float(v.mean()),
+            "std": float(v.std()),
+            "min": float(v.min()),
+            "max": float(v.max()),
+            "l2": float(np.sqrt(np.sum(v * v))),
+        }
+
+
+def label_weights(
+    model: Model,
+    layers: Sequence[str] | None = None,
+    gates: Sequence[str] | None = None,
+) -> Iterator[GateBlock]:
+    """Every recurrent weight, labelled: for each selected layer, tensor and gate.
+
+    ``layers`` filters by layer name (a Bidirectional's name selects both
+    directions); ``gates`` by gate letter.  Raises ``UsageProblem`` for an
+    unknown layer or a gate no selected layer has.
+    """
+    selected = model.select_recurrent(layers)
+    if gates:
+        known = {g for layer in selected for g in layer.gates}
+        unknown = [g for g in gates if g not in known]
+        if unknown:
+            raise UsageProblem(f"unknown gate(s) {', '.join(unknown)} (these layers have: {', '.join(sorted(known))})")
+    for layer in selected:
+        yield from layer_gate_blocks(layer, gates)
+
+
+def layer_gate_blocks(layer: RecurrentLayer, gates: Sequence[str] | None = None) -> Iterator[GateBlock]:
+    w = layer.weights
+    for tensor, array in w.tensors():
+        source = w.sources.get(tensor)
+        path = source.path if source is not None else ""
+        stored = tuple(source.array.shape) if source is not None else tuple(array.shape)
+        # A GRU's (2, 3U) bias holds the input bias in row 0 and the recurrent one in row 1.
+        row_prefix = ""
+        if len(stored) == 2 and tensor in ("bias", "recurrent_bias"):
+            row_prefix = "0, " if tensor == "bias" else "1, "
+        for gate in w.gates:
+            if gates and gate not in gates:
+                continue
+            cols = w.columns(gate)
+            if array.ndim == 2:
+                text = f"[:, {cols.start}:{cols.stop}]"
+                values = array[:, cols]
+            else:
+                text = f"[{row_prefix}{cols.start}:{cols.stop}]"
+                values = array[cols]
+            yield GateBlock(
+                layer=layer.name,
+                kind=layer.kind,
+                tensor=tensor,
+                gate=gate,
+                path=path,
+                stored_shape=stored,
+                columns=text,
+                first_column=cols.start,
+                values=values,
+            )
+
+
+def equations(layer: RecurrentLayer) -> list[str]:
+    """The step equations of a layer, in words the legend prints."""
+    a = layer.activation or "activation (unknown)"
+    ra = layer.recurrent_activation or "recurrent_activation (unknown)"
+    if layer.kind == "LSTM":
+        bias = " + bias" if layer.use_bias else ""
+        return [
+            f"pre = x·kernel + h_prev·recurrent_kernel{bias}   (bias added once per step; columns i, f, c, o)",
+            f"i = {ra}(pre_i)   f = {ra}(pre_f)   c = {a}(pre_c)   o = {ra}(pre_o)",
+            f"cell = f·cell_prev + i·c        hidden = o·{a}(cell)",
+        ]
+    if layer.kind == "GRU":
+        if layer.weights.reset_after:
+            return [
+                "x_z, x_r, x_c = x·kernel + bias        h_z, h_r, h_c = h_prev·recurrent_kernel + recurrent_bias",
+                f"z = {ra}(x_z + h_z)   r = {ra}(x_r + h_r)   c = {a}(x_c + r·h_c)",
+                "hidden = z·h_prev + (1 - z)·c   (reset_after=True)",
+            ]
+        return [
+            "x_z, x_r, x_c = x·kernel + bias",
+            f"z = {ra}(x_z + h_prev·U_z)   r = {ra}(x_r + h_prev·U_r)   c = {a}(x_c + (r·h_prev)·U_c)",
+            "hidden = z·h_prev + (1 - z)·c   (reset_after=False)",
+        ]
+    bias = " + bias" if layer.use_bias else ""
+    return [f"hidden = {a}(x·kernel + h_prev·recurrent_kernel{bias})"]

@@ -18,6 +18,14 @@ from .errors import ExitStatus, LstmInspectError
 
 INTERNAL_ERROR = 3
 
+
+class PipeClosed(Exception):
+    """The reader of stdout went away (``| head``): stop quietly with status 0.
+
+    Raised instead of BrokenPipeError because Click turns an EPIPE OSError
+    into exit status 1.
+    """
+
 EPILOG = """\b
 Exit status: 0 success, 1 verify found a mismatch, 2 usage or input error,
 3 internal error (rerun with --debug for the traceback).
@@ -94,6 +102,7 @@ def input_options(fn):
         click.option("--columns", type=NamesType(), default=None, metavar="A,B,C", help="Feature columns to use, in order (names or 1-based numbers)."),
         click.option("--sequence-column", default=None, metavar="NAME", help="Column whose value splits the rows into sequences."),
         click.option("--delimiter", default=None, metavar="CHAR", help="CSV field separator (default: comma, or tab/semicolon if the first line has no comma)."),
+        click.option("--sequence-length", type=click.IntRange(min=1), default=None, metavar="K", help="Cut the input into consecutive sequences of K steps (K=1 with --stateful: a stateful model fed one step at a time)."),
         click.option("--stateful", is_flag=True, help="Carry the state from one sequence to the next, as a stateful Keras model."),
         click.option("--initial-state", "initial_state", default=None, metavar="FILE", help="h0 (and c0) per layer: .npz with keys '<layer>/h', '<layer>/c', or JSON {layer: {h: [...], c: [...]}}."),
         click.option("--hard-sigmoid", type=click.Choice(["keras2", "keras3"]), default=None, help="hard_sigmoid definition (default: that of the Keras version that saved the file)."),
@@ -292,7 +301,7 @@ def _replay_setup(model, input_path: str, kw: dict, pre_activation: bool):
     import numpy as np
 
     from .engine import ReplayOptions
-    from .inputs import CsvOptions, read_initial_state, read_input
+    from .inputs import CsvOptions, read_initial_state, read_input, split_sequences
 
     dtype = np.float64 if kw["dtype"] == "float64" else np.float32
     options = ReplayOptions(
@@ -309,6 +318,8 @@ def _replay_setup(model, input_path: str, kw: dict, pre_activation: bool):
         delimiter=_delimiter(kw["delimiter"]),
     )
     sequences = read_input(input_path, csv, dtype=dtype)
+    if kw["sequence_length"]:
+        sequences = split_sequences(sequences, kw["sequence_length"])
     states = read_initial_state(kw["initial_state"]) if kw["initial_state"] else None
     return options, sequences, states
 
@@ -356,6 +367,13 @@ def _emit(fmt, output, columns, blocks, protect, table) -> None:
         if output is None or output == "-":
             if sys.stdout.isatty():
                 raise click.UsageError("--format parquet writes binary data: give -o FILE or redirect stdout")
+    try:
+        _write(fmt, output, columns, blocks, protect, table, write_blocks, open_output)
+    except BrokenPipeError:
+        raise PipeClosed() from None
+
+
+def _write(fmt, output, columns, blocks, protect, table, write_blocks, open_output) -> None:
     with open_output(output, protect=protect) as stream:
         if fmt == "table":
             import io
@@ -398,7 +416,7 @@ def _run(args: list[str], debug: bool) -> int:
     except LstmInspectError as exc:
         click.echo(f"lstm-inspect: error: {exc}", err=True)
         return ExitStatus.ERROR
-    except BrokenPipeError:
+    except (BrokenPipeError, PipeClosed):
         _silence_stdout()
         return ExitStatus.OK
     except KeyboardInterrupt:

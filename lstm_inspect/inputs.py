@@ -377,3 +377,21 @@ def read_initial_state(path: str) -> dict[str, list[NDArray]]:
                 raise InputDataError(f"{label}: '{layer}' {which} must be finite numbers of shape (U,) or (N, U)")
         states[layer] = [arrays["h"]] + ([arrays["c"]] if "c" in arrays else [])
     return states
+
+
+def split_sequences(sequences: Sequence[InputSequence], length: int) -> list[InputSequence]:
+    """Cut every sequence into consecutive pieces of ``length`` steps (the last may be shorter).
+
+    With ``--stateful`` this replays a stateful Keras model fed its input
+    ``length`` steps at a time (``length=1``: one step per call).
+    """
+    if length < 1:
+        raise InputDataError("--sequence-length must be at least 1")
+    pieces = []
+    multiple = len(sequences) > 1
+    for sequence in sequences:
+        steps = sequence.values.shape[0]
+        for index, start in enumerate(range(0, steps, length)):
+            piece_id = f"{sequence.id}:{index}" if multiple else index
+            pieces.append(InputSequence(piece_id, sequence.values[start : start + length]))
+    return pieces

@@ -70,7 +70,11 @@ def render_weights(model: Model, blocks: Iterable[GateBlock], console, show_valu
         console.print(Text(_layer_title(model, layer), style="bold"))
         table = Table(header_style="bold", show_lines=False)
         for column in ("tensor", "gate", "slice", "shape", "mean", "std", "min", "max", "L2 norm", "path in file"):
-            table.add_column(column, justify="right" if column in ("mean", "std", "min", "max", "L2 norm") else "left")
+            table.add_column(
+                column,
+                justify="right" if column in ("mean", "std", "min", "max", "L2 norm") else "left",
+                overflow="fold",
+            )
         previous = None
         for block in layer_blocks:
             stats = block.stats()

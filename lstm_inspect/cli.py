@@ -19,6 +19,10 @@ from .errors import ExitStatus, LstmInspectError
 INTERNAL_ERROR = 3
 
 
+class VerifyMismatch(Exception):
+    """``verify`` found a difference above the tolerance: exit status 1."""
+
+
 class PipeClosed(Exception):
     """The reader of stdout went away (``| head``): stop quietly with status 0.
 
@@ -275,6 +279,41 @@ def predict(model_path, input_path, fmt, output, **input_kw) -> None:
     _emit(fmt, output, columns, blocks(), [model_path, input_path], table=table)
 
 
+@cli.command(epilog=EPILOG)
+@click.argument("model_path", metavar="MODEL")
+@click.argument("input_path", metavar="INPUT")
+@click.option("--tolerance", type=float, default=1e-5, show_default=True, help="Largest accepted absolute difference.")
+@input_options
+@output_options(["table", "csv", "json", "ndjson"])
+def verify(model_path, input_path, tolerance, fmt, output, **input_kw) -> None:
+    """Compare the NumPy replay of every layer with Keras' own outputs (needs TensorFlow).
+
+    Loads MODEL with the Keras that fits it (Keras 3, or tf-keras for Keras 1/2
+    files) and reports, per layer, the largest absolute difference on INPUT.
+    Exit status 1 if any exceeds --tolerance. Where Keras cannot load the file
+    (or the model has a Lambda layer, whose stored code Keras would run), the
+    replay is reported alone.
+
+    \b
+      lstm-inspect verify model.h5 input.csv
+      lstm-inspect verify model.keras input.csv --tolerance 1e-6 --format json
+    """
+    from . import verify as verifying
+    from .frames import Block
+
+    model = _load(model_path)
+    options, sequences, _ = _replay_setup(model, input_path, input_kw, False)
+    result = verifying.verify(model, sequences, tolerance=tolerance, options=options)
+    rows = verifying.result_rows(result)
+    columns = verifying.VERIFY_COLUMNS
+    block = Block(columns, [_object_column([row[c] for row in rows]) for c in columns])
+    _emit(fmt, output, columns, [block] if rows else [], [model_path, input_path],
+          table=lambda console: _views().render_layers(rows, console, verifying.summary(result)))
+    click.echo(verifying.summary(result), err=True)
+    if result.mismatches:
+        raise VerifyMismatch()
+
+
 # ------------------------------------------------------------------ helpers
 
 
@@ -416,6 +455,8 @@ def _run(args: list[str], debug: bool) -> int:
     except LstmInspectError as exc:
         click.echo(f"lstm-inspect: error: {exc}", err=True)
         return ExitStatus.ERROR
+    except VerifyMismatch:
+        return ExitStatus.MISMATCH
     except (BrokenPipeError, PipeClosed):
         _silence_stdout()
         return ExitStatus.OK

@@ -169,6 +169,7 @@ class Program:
         trace: Sequence[str] | None = None,
         states: Mapping[str, Sequence[NDArray]] | None = None,
         stop_after: Sequence[str] | None = None,
+        keep_outputs: bool = False,
     ) -> "Run":
         """Replay a batch ``x`` of shape (N, T, F) (or (N, T) token ids).
 
@@ -177,9 +178,10 @@ class Program:
         (``[h, c]`` for LSTM, ``[h]`` otherwise; each (U,) or (N, U)).
         ``stop_after`` ends the run once those layers are done (trace needs no
         more).  Iterate over the result for the step blocks; afterwards
-        ``outputs`` and ``final_states`` are filled in.
+        ``outputs`` and ``final_states`` are filled in, and with
+        ``keep_outputs`` also ``layer_outputs`` (layer name -> its output arrays).
         """
-        return Run(self, x, trace, states, stop_after)
+        return Run(self, x, trace, states, stop_after, keep_outputs)
 
     def predict(self, x: NDArray) -> list[NDArray]:
         """The model's outputs for a batch, computed in NumPy."""
@@ -190,8 +192,10 @@ class Program:
 
 
 class Run:
-    def __init__(self, program: Program, x, trace, states, stop_after) -> None:
+    def __init__(self, program: Program, x, trace, states, stop_after, keep_outputs: bool = False) -> None:
         self.program = program
+        self.keep_outputs = keep_outputs
+        self.layer_outputs: dict[str, list[NDArray]] = {}
         self.x = x
         self.trace = None if trace is None else set(trace)
         self.states = {k: [np.asarray(s) for s in v] for k, v in (states or {}).items()}
@@ -222,6 +226,8 @@ class Run:
                     )
                 inputs.append(produced[edge.index])
             yield from op.run(inputs, ctx)
+            if self.keep_outputs:
+                self.layer_outputs[op.name] = [tensor.value for tensor in ctx.outputs[op.name]]
             for edge in op.inputs:  # free what no later layer reads
                 needed[edge.layer] -= 1
                 if needed[edge.layer] == 0 and edge.layer not in program.output_names:

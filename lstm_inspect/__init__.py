@@ -9,6 +9,10 @@ The public API (imported lazily, so ``import lstm_inspect`` stays light)::
     trace(model, x) -> DataFrame              # per-step i, f, c, o, cell, hidden
     trace_arrays(model, x) -> {layer: {name: (N, T, U) array}}
     predict(model, x) -> array                # the model's output, in NumPy
+    gate_stats(model, x) -> DataFrame         # per unit: mean, std, saturation (`lstm-inspect stats`)
+    export_weights(model, layout) -> ExportedWeights   # gates / pytorch / onnx arrays (`export`)
+    plot_trace(model, x, path) -> Figure      # gate heatmaps (needs matplotlib)
+    plot_saturation(model, x, path) -> Figure # left- vs right-saturation scatter
 
 See ``lstm_inspect.api`` for the details.
 """
@@ -29,6 +33,13 @@ _API = {
     "ReplayOptions",
     "GateBlock",
     "Model",
+    "gate_stats",
+    "compute_stats",
+    "GateStats",
+    "export_weights",
+    "ExportedWeights",
+    "plot_trace",
+    "plot_saturation",
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -14,6 +14,7 @@ or a path to a CSV / .npy / .npz file.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -24,6 +25,8 @@ from .inputs import CsvOptions, InputSequence, read_input
 from .model import Model, load_model
 from .tracing import predict_batches, trace_blocks
 from .weights import GateBlock, label_weights
+from .export import ExportedWeights, export_weights
+from .stats import GateStats, compute_stats, stats_frame
 
 __all__ = [
     "load_model",
@@ -37,16 +40,29 @@ __all__ = [
     "ReplayOptions",
     "GateBlock",
     "Model",
+    "gate_stats",
+    "compute_stats",
+    "GateStats",
+    "export_weights",
+    "ExportedWeights",
+    "plot_trace",
+    "plot_saturation",
 ]
 
 
-def as_sequences(x: Any, csv: CsvOptions | None = None, dtype=np.float32) -> list[InputSequence]:
-    """Normalise an input: a path, a (T, F) or (N, T, F) array, or a list of sequences."""
-    if isinstance(x, str):
-        return read_input(x, csv, dtype=dtype)
+def as_sequences(x: Any, csv: CsvOptions | None = None, dtype=np.float32, *, token_ids: bool = False) -> list[InputSequence]:
+    """Normalise an input: a path, a (T, F) or (N, T, F) array, or a list of sequences.
+
+    With ``token_ids`` (a model starting with an Embedding), a 2-D array is
+    (N, T) ids, one sequence per row, and a 1-D array one sequence of ids.
+    """
+    if isinstance(x, (str, os.PathLike)):
+        return read_input(os.fspath(x), csv, dtype=dtype)
     if isinstance(x, (list, tuple)) and x and isinstance(x[0], InputSequence):
         return list(x)
     array = np.asarray(x)
+    if token_ids and array.ndim == 2:
+        return [InputSequence(i, array[i][:, None]) for i in range(array.shape[0])]
     if array.ndim == 1:
         array = array[:, None]
     if array.ndim == 2:
@@ -54,6 +70,22 @@ def as_sequences(x: Any, csv: CsvOptions | None = None, dtype=np.float32) -> lis
     if array.ndim == 3:
         return [InputSequence(i, array[i]) for i in range(array.shape[0])]
     raise ValueError(f"input of shape {array.shape}; expected (T, F) or (N, T, F)")
+
+
+def _model_sequences(model: Model, x: Any, options: ReplayOptions) -> list[InputSequence]:
+    return as_sequences(x, dtype=options.dtype, token_ids=_takes_token_ids(model))
+
+
+def _takes_token_ids(model: Model) -> bool:
+    """Whether the model's input is token ids (it starts with an Embedding)."""
+    from .errors import LstmInspectError
+
+    for upto in (None, model.recurrent_names() or None):
+        try:
+            return compile_model(model, upto=upto).input_spec.token_ids
+        except LstmInspectError:
+            continue
+    return False
 
 
 def layer_rows(model: Model) -> list[dict[str, Any]]:
@@ -131,7 +163,7 @@ def trace_arrays(
     holds ``"masked"`` (N, T) booleans.  All sequences must have the same length.
     """
     options = options or ReplayOptions()
-    sequences = as_sequences(x, dtype=options.dtype)
+    sequences = _model_sequences(model, x, options)
     lengths = {s.values.shape[0] for s in sequences}
     if len(lengths) != 1:
         raise ValueError("trace_arrays needs sequences of equal length; use trace() for ragged input")
@@ -176,7 +208,7 @@ def trace(
     selected = model.select_recurrent(layers)
     program = compile_model(model, options, upto=[layer.name for layer in selected])
     spec = trace_columns(selected, gates=gates, pre_activation=options.pre_activation, masked=program.may_mask, units=units)
-    sequences = as_sequences(x, dtype=options.dtype)
+    sequences = _model_sequences(model, x, options)
     blocks = trace_blocks(model, sequences, layers=[l.name for l in selected], options=options, stateful=stateful,
                           initial_states=initial_states, program=program)
     make = wide_blocks(blocks, selected, spec, options.dtype) if wide else long_blocks(blocks, spec, options.dtype)
@@ -198,9 +230,137 @@ def predict(
 ) -> NDArray | list[NDArray]:
     """The model's output for ``x``, computed in NumPy (one array per model output)."""
     options = options or ReplayOptions()
-    sequences = as_sequences(x, dtype=options.dtype)
+    sequences = _model_sequences(model, x, options)
     outputs: list[list[NDArray]] = []
     for _, batch_outputs in predict_batches(model, sequences, options=options, stateful=stateful):
         outputs.append(batch_outputs)
     merged = [np.concatenate([batch[k] for batch in outputs]) for k in range(len(outputs[0]))]
     return merged[0] if len(merged) == 1 else merged
+
+
+# ------------------------------------------------------------------ issue 7: stats, export, plots
+
+
+def gate_stats(
+    model: Model,
+    x: Any,
+    layers: Sequence[str] | None = None,
+    *,
+    gates: Sequence[str] | None = None,
+    sort: str = "unit",
+    top: int | None = None,
+    options: ReplayOptions | None = None,
+    stateful: bool = False,
+    initial_states: Mapping[str, Sequence[NDArray]] | None = None,
+):
+    """Per layer, value and unit: steps, mean, std, min, max and saturation, as a pandas DataFrame.
+
+    Columns as ``lstm-inspect stats`` writes them: ``layer, gate, unit, steps,
+    mean, std, min, max, left_saturated, right_saturated, saturation_rank,
+    variability_rank``.  ``left_saturated`` / ``right_saturated`` are the
+    fractions of (unmasked) steps below 0.1 / above 0.9 of the activation's
+    range (Karpathy, Johnson & Fei-Fei 2015, §4.2); NaN for ``cell`` and for
+    an LSTM's or GRU's ``hidden``.  ``sort`` orders the units of each (layer,
+    gate): ``unit``, ``saturation`` (most saturated first) or ``variability``
+    (largest std first); ``top`` keeps the first ``top``.  Streams over the
+    trace, so memory stays flat.  ``compute_stats`` gives the same as
+    :class:`GateStats` objects with (U,) arrays.
+    """
+    options = options or ReplayOptions()
+    results = compute_stats(model, _model_sequences(model, x, options), layers=layers, gates=gates,
+                            options=options, stateful=stateful, initial_states=initial_states)
+    return stats_frame(results, sort, top)
+
+
+def draw(
+    model: Model,
+    sequences: Sequence[InputSequence],
+    *,
+    kind: str = "heatmap",
+    layers: Sequence[str] | None = None,
+    gates: Sequence[str] | None = None,
+    units: Sequence[int] | None = None,
+    sequence: str | None = None,
+    options: ReplayOptions | None = None,
+    stateful: bool = False,
+    initial_states: Mapping[str, Sequence[NDArray]] | None = None,
+):
+    """A matplotlib Figure: ``heatmap`` (one sequence, values × layers) or ``saturation`` (all sequences)."""
+    from . import plot
+
+    if kind == "heatmap":
+        return plot.trace_figure(model, sequences, layers=layers, gates=gates, units=units, sequence=sequence,
+                                 options=options, stateful=stateful, initial_states=initial_states)
+    if kind == "saturation":
+        plot.require_matplotlib()
+        results = compute_stats(model, sequences, layers=layers, options=options, stateful=stateful,
+                                initial_states=initial_states)
+        return plot.saturation_figure(results, title=f"{model.label}: gate saturation")
+    raise ValueError(f"unknown plot kind {kind!r} (heatmap or saturation)")
+
+
+def save_figure(figure, stream, fmt: str, dpi: float = 100) -> None:
+    """Write a Figure to a binary stream as png, svg or pdf (Agg canvas; no dates, so reproducible)."""
+    from . import plot
+
+    plot.save_figure(figure, stream, fmt, dpi)
+
+
+def plot_trace(
+    model: Model,
+    x: Any,
+    path: str | None = None,
+    *,
+    layers: Sequence[str] | None = None,
+    gates: Sequence[str] | None = None,
+    units: Sequence[int] | None = None,
+    sequence: str | None = None,
+    options: ReplayOptions | None = None,
+    stateful: bool = False,
+    initial_states: Mapping[str, Sequence[NDArray]] | None = None,
+    dpi: float = 100,
+):
+    """Heatmaps (units × t) of i, f, c, o, cell, hidden per layer for one sequence of ``x``.
+
+    Returns the matplotlib Figure; with ``path`` (``.png``, ``.svg`` or
+    ``.pdf``) also writes it there, atomically.  Needs matplotlib
+    (``pip install 'lstm-inspect[plot]'``).
+    """
+    options = options or ReplayOptions()
+    figure = draw(model, _model_sequences(model, x, options), kind="heatmap", layers=layers, gates=gates, units=units,
+                  sequence=sequence, options=options, stateful=stateful, initial_states=initial_states)
+    if path is not None:
+        _save_to(figure, path, dpi)
+    return figure
+
+
+def plot_saturation(
+    model: Model,
+    x: Any,
+    path: str | None = None,
+    *,
+    layers: Sequence[str] | None = None,
+    options: ReplayOptions | None = None,
+    stateful: bool = False,
+    initial_states: Mapping[str, Sequence[NDArray]] | None = None,
+    dpi: float = 100,
+):
+    """The left- vs right-saturation scatter (one point per unit and gate, one panel per layer).
+
+    Returns the matplotlib Figure; with ``path`` also writes it there.
+    """
+    options = options or ReplayOptions()
+    figure = draw(model, _model_sequences(model, x, options), kind="saturation", layers=layers, options=options,
+                  stateful=stateful, initial_states=initial_states)
+    if path is not None:
+        _save_to(figure, path, dpi)
+    return figure
+
+
+def _save_to(figure, path: str, dpi: float) -> None:
+    from .plot import format_for
+    from .writers import open_output
+
+    fmt = format_for(path)
+    with open_output(path) as stream:
+        save_figure(figure, stream, fmt, dpi)

@@ -214,6 +214,8 @@ def trace(model_path, input_path, layer_names, units, gates, pre_activation, wid
       cat input.csv | lstm-inspect trace model.keras - | head
       lstm-inspect trace model.h5 data.csv --sequence-column id --stateful -o trace.csv
     """
+    import itertools
+
     from .engine import compile_model
     from .frames import TRACE_KEYS, long_blocks, trace_columns, wide_blocks, wide_columns
     from .tracing import trace_blocks
@@ -229,6 +231,10 @@ def trace(model_path, input_path, layer_names, units, gates, pre_activation, wid
     _check_units(selected, units)
     blocks = trace_blocks(model, sequences, layers=[layer.name for layer in selected], options=options,
                           stateful=input_kw["stateful"], initial_states=states, program=program)
+    # Replay the first chunk before writing anything, so that input errors found by the
+    # replay (feature count, token ids) leave stdout empty, as `predict` does.
+    first = next(blocks, None)
+    blocks = itertools.chain([] if first is None else [first], blocks)
     if wide:
         columns = wide_columns(selected, spec)
         rows = wide_blocks(blocks, selected, spec, options.dtype)
@@ -314,7 +320,130 @@ def verify(model_path, input_path, tolerance, fmt, output, **input_kw) -> None:
         raise VerifyMismatch()
 
 
+@cli.command(epilog=EPILOG)
+@click.argument("model_path", metavar="MODEL")
+@click.argument("input_path", metavar="INPUT")
+@click.option("--layer", "layer_names", multiple=True, metavar="NAME", help="Only this recurrent layer (repeatable).")
+@click.option("--gates", type=NamesType(), default=None, metavar="i,f", help="Only these values (i,f,c,o,cell,hidden; z,r for GRU).")
+@click.option("--sort", type=click.Choice(["unit", "saturation", "variability"]), default="unit", show_default=True,
+              help="Order the units of each layer and gate: by number, most saturated first, or largest std first.")
+@click.option("--top", type=click.IntRange(min=1), default=None, metavar="K", help="Only the first K units of each layer and gate (after --sort).")
+@input_options
+@output_options(["table", "csv", "json", "ndjson", "parquet"])
+def stats(model_path, input_path, layer_names, gates, sort, top, fmt, output, **input_kw) -> None:
+    """Per layer, gate and unit over all steps of INPUT: mean, std, min, max, and how often saturated.
+
+    CSV columns: layer,gate,unit,steps,mean,std,min,max,left_saturated,
+    right_saturated,saturation_rank,variability_rank. left/right_saturated are
+    the fractions of steps below 10 % / above 90 % of the activation's range
+    (sigmoid gates: < 0.1, > 0.9; tanh candidate c: < -0.8, > 0.8; Karpathy et
+    al. 2015); empty for cell and hidden. Masked steps are left out. Rank 1 is
+    the most saturated (left + right) / most variable (std) unit.
+
+    \b
+      lstm-inspect stats model.h5 input.csv
+      lstm-inspect stats model.keras input.csv --sort saturation --top 3
+      lstm-inspect stats model.h5 data.csv --gates f --format json
+    """
+    from .stats import STATS_COLUMNS, compute_stats, stats_blocks
+
+    model = _load(model_path)
+    options, sequences, states = _replay_setup(model, input_path, input_kw, False)
+    results = compute_stats(model, sequences, layers=list(layer_names) or None, gates=gates, options=options,
+                            stateful=input_kw["stateful"], initial_states=states)
+    _emit(fmt, output, STATS_COLUMNS, stats_blocks(results, sort, top, options.dtype), [model_path, input_path],
+          table=lambda console: _views().render_stats(results, console, sort, top))
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("model_path", metavar="MODEL")
+@click.argument("input_path", metavar="INPUT")
+@click.option("-o", "--output", required=True, metavar="FILE", help="The picture: FILE.png, FILE.svg or FILE.pdf (written atomically).")
+@click.option("-f", "--format", "fmt", type=click.Choice(["png", "svg", "pdf"]), default=None, help="Picture format (default: from the -o extension).")
+@click.option("--kind", type=click.Choice(["heatmap", "saturation"]), default="heatmap", show_default=True,
+              help="heatmap: each value over time × units; saturation: left- vs right-saturated fraction per unit and gate.")
+@click.option("--layer", "layer_names", multiple=True, metavar="NAME", help="Only this recurrent layer (repeatable).")
+@click.option("--gates", type=NamesType(), default=None, metavar="i,f", help="heatmap: only these values (i,f,c,o,cell,hidden; z,r).")
+@click.option("--units", type=UnitsType(), default=None, metavar="0,3-5", help="heatmap: only these units.")
+@click.option("--sequence", "sequence_id", default=None, metavar="ID", help="heatmap: the sequence to draw (default: the first).")
+@click.option("--dpi", type=click.IntRange(min=20, max=600), default=100, show_default=True, help="Resolution of a PNG.")
+@input_options
+def plot(model_path, input_path, output, fmt, kind, layer_names, gates, units, sequence_id, dpi, **input_kw) -> None:
+    """Draw the trace of INPUT: heatmaps of every gate over time, or the saturation scatter.
+
+    Needs matplotlib: pip install 'lstm-inspect[plot]'. With --kind saturation,
+    one point per unit and gate (i, f, o; z, r) at x = fraction of steps below
+    0.1, y = fraction above 0.9, over all sequences (Karpathy et al. 2015).
+
+    \b
+      lstm-inspect plot model.keras input.csv -o trace.png
+      lstm-inspect plot model.h5 input.csv -o gates.svg --layer lstm --gates i,f,o --units 0-15
+      lstm-inspect plot model.h5 data.csv --kind saturation -o saturation.pdf
+    """
+    from .plot import format_for, require_matplotlib
+
+    fmt = format_for(output, fmt)
+    require_matplotlib()
+    model = _load(model_path)
+    options, sequences, states = _replay_setup(model, input_path, input_kw, False)
+    figure = _api().draw(model, sequences, kind=kind, layers=list(layer_names) or None, gates=gates, units=units,
+                         sequence=sequence_id, options=options, stateful=input_kw["stateful"], initial_states=states)
+    _save_binary(output, [model_path, input_path], lambda stream: _api().save_figure(figure, stream, fmt, dpi))
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("model_path", metavar="MODEL")
+@click.option("--layout", type=click.Choice(["gates", "pytorch", "onnx"]), default="gates", show_default=True,
+              help="gates: <layer>/kernel_i...; pytorch: nn.LSTM/GRU/RNN state-dict arrays; onnx: W, R, B of the ONNX operator.")
+@click.option("--layer", "layer_names", multiple=True, metavar="NAME", help="Only this recurrent layer (repeatable).")
+@click.option("-o", "--output", metavar="FILE", default=None, help="Write to FILE.npz or FILE.json (atomically); default stdout.")
+@click.option("-f", "--format", "fmt", type=click.Choice(["npz", "json"]), default=None, help="npz or json (arrays as nested lists); default from the -o extension, else npz.")
+@click.option("--hard-sigmoid", type=click.Choice(["keras2", "keras3"]), default=None, help="hard_sigmoid definition recorded for onnx (default: that of the saving Keras).")
+@click.option("--activation", "assume_activation", default=None, metavar="NAME", help="Activation to assume where the file does not record it (weights-only files).")
+@click.option("--recurrent-activation", "assume_recurrent_activation", default=None, metavar="NAME", help="Recurrent activation to assume where the file does not record it.")
+def export(model_path, layout, layer_names, output, fmt, hard_sigmoid, assume_activation, assume_recurrent_activation) -> None:
+    """Write the recurrent weights in another layout: gate by gate, PyTorch or ONNX.
+
+    Array names: gates `<layer>/kernel_i`, `recurrent_kernel_i`, `bias_i`, ...;
+    pytorch `<layer>/weight_ih_l0` (4U×F, gates i,f,g,o), `weight_hh_l0`,
+    `bias_ih_l0` (the Keras bias), `bias_hh_l0` (zeros), `_reverse` for a
+    Bidirectional's backward direction; onnx `<layer>/W`, `R`, `B` (gates
+    i,o,f,c; GRU z,r,h). `__metadata__` (JSON) describes every layer, with the
+    ONNX node attributes.
+
+    \b
+      lstm-inspect export model.h5 --layout pytorch -o weights.npz
+      lstm-inspect export model.keras --layout onnx -o weights.json
+      lstm-inspect export model.h5 --format json | jq '."lstm/bias_f"'
+    """
+    model = _load(model_path)
+    fmt = fmt or ("json" if (output or "").lower().endswith(".json") else "npz")
+    exported = _api().export_weights(model, layout, list(layer_names) or None, hard_sigmoid=hard_sigmoid,
+                                     assume_activation=assume_activation,
+                                     assume_recurrent_activation=assume_recurrent_activation)
+    _save_binary(output, [model_path], lambda stream: exported.write(stream, fmt), binary=fmt == "npz")
+
+
 # ------------------------------------------------------------------ helpers
+
+
+def _api():
+    from . import api
+
+    return api
+
+
+def _save_binary(output, protect, write, binary: bool = True) -> None:
+    """Run ``write(stream)`` on stdout or on ``output`` written atomically."""
+    from .writers import open_output
+
+    if binary and (output is None or output == "-") and sys.stdout.isatty():
+        raise click.UsageError("this writes binary data: give -o FILE or redirect stdout")
+    try:
+        with open_output(output, protect=protect) as stream:
+            write(stream)
+    except BrokenPipeError:
+        raise PipeClosed() from None
 
 
 def _views():

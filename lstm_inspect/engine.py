@@ -56,6 +56,11 @@ IDENTITY_LAYERS = {
     "InputLayer",
 }
 
+# Keras 3 functional models record how a mask was computed (Masking: any(not_equal(x, v));
+# Embedding(mask_zero): not_equal(ids, 0)) as op nodes, and pass the result in a call's
+# `mask` keyword.  The replay carries masks with the values, so these nodes compute nothing.
+MASK_OP_NODES = {"NotEqual", "Any"}
+
 
 @dataclass(frozen=True)
 class ReplayOptions:
@@ -260,6 +265,41 @@ class InputSpec:
     timesteps: int | None
     token_ids: bool = False
     vocabulary: int | None = None  # Embedding input_dim
+    layer_name: str = ""  # the Embedding reading the token ids
+
+    def check(self, sequences) -> None:
+        """Check every input sequence before anything is replayed or written.
+
+        Names the sequence id and the input row of the first problem.
+        """
+        for sequence in sequences:
+            values = np.asarray(sequence.values)
+            label = f"sequence {sequence.id}" if len(sequences) > 1 else "the input"
+            if self.token_ids:
+                if values.ndim == 2 and values.shape[1] != 1:
+                    raise InputDataError(
+                        f"this model takes one column of token ids; {label} has {values.shape[1]} columns"
+                    )
+                ids = values.reshape(-1)
+                fraction = ~np.isfinite(ids) | (ids != np.round(ids))
+                if fraction.any():
+                    row = int(np.flatnonzero(fraction)[0])
+                    raise InputDataError(
+                        f"{label}, step {row}: {ids[row]:g} is not a token id: layer '{self.layer_name}' "
+                        "(Embedding) takes whole-number token ids"
+                    )
+                if self.vocabulary is not None:
+                    outside = (ids < 0) | (ids >= self.vocabulary)
+                    if outside.any():
+                        row = int(np.flatnonzero(outside)[0])
+                        raise InputDataError(
+                            f"{label}, step {row}: token id {ids[row]:g} is outside the vocabulary "
+                            f"(0..{self.vocabulary - 1}) of layer '{self.layer_name}' (Embedding)"
+                        )
+            elif self.features is not None and values.shape[-1] != self.features:
+                raise InputDataError(
+                    f"the model takes {self.features} feature(s) per step; {label} has {values.shape[-1]} column(s)"
+                )
 
     def prepare(self, x: NDArray, dtype) -> Tensor:
         x = np.asarray(x)
@@ -293,7 +333,8 @@ def _input_spec(model: Model, ops: list[Op]) -> InputSpec:
             first = op
             break
     if isinstance(first, EmbeddingOp):
-        return InputSpec(features=1, timesteps=timesteps, token_ids=True, vocabulary=int(first.table.shape[0]))
+        return InputSpec(features=1, timesteps=timesteps, token_ids=True, vocabulary=int(first.table.shape[0]),
+                         layer_name=first.layer_name)
     if features is None:
         if isinstance(first, RecurrentOp):
             features = first.layer.weights.features
@@ -330,7 +371,22 @@ def compile_model(model: Model, options: ReplayOptions | None = None, *, upto: S
     hard = hard_sigmoid_for(model.keras_major, options.hard_sigmoid)
     builder = _OpBuilder(model, options, hard)
     ops = [builder.build(spec) for spec in specs]
+    _check_mask_nodes(model, specs, ops)
     return Program(model, ops, options, _input_spec(model, ops))
+
+
+def _check_mask_nodes(model: Model, specs: list[LayerSpec], ops: list[Op]) -> None:
+    """A mask op node may only feed other mask op nodes (its result travels as a `mask` keyword)."""
+    nodes = {op.name for op in ops if isinstance(op, MaskNodeOp)}
+    if not nodes:
+        return
+    for spec, op in zip(specs, ops):
+        used = [edge.layer for edge in op.inputs if edge.layer in nodes]
+        if used and not isinstance(op, MaskNodeOp):
+            raise UnsupportedLayer(f"layer '{spec.name}' takes the output of op '{used[0]}' as data, which cannot be replayed")
+    outputs = [edge.layer for edge in model.graph.outputs if edge.layer in nodes]
+    if outputs:
+        raise UnsupportedLayer(f"the model's output '{outputs[0]}' is an op that cannot be replayed")
 
 
 def _spec_of(model: Model, recurrent_name: str) -> str:
@@ -386,6 +442,8 @@ class _OpBuilder:
         cls = spec.class_name
         if cls in IDENTITY_LAYERS or (cls == "NoWeights" and not spec.inbound):
             return IdentityOp()
+        if cls in MASK_OP_NODES:
+            return MaskNodeOp()
         if spec.is_recurrent:
             return RecurrentOp(self._recurrent(spec.name), spec)
         if cls == "Bidirectional":
@@ -474,6 +532,10 @@ class IdentityOp(Op):
     def run(self, inputs, ctx):
         ctx.outputs[self.name] = [inputs[0]]
         return iter(())
+
+
+class MaskNodeOp(IdentityOp):
+    """A Keras 3 mask op node (``MASK_OP_NODES``): only ever read by other mask op nodes."""
 
 
 class DenseOp(Op):
@@ -870,14 +932,16 @@ class CompiledRecurrent:
                 tanh(cell, out=hidden)
             multiply(hidden, g[:, 2 * U : 3 * U], out=hidden)
             if keep is not None and not keep[s].all():
-                self._hold(keep[s], g, cell, hidden, c, h)
+                self._hold(keep[s], g, cell, hidden, c, h, None if pre is None else pre[s])
             h, c = hidden, cell
         return [h.copy(), c.copy()]
 
-    def _hold(self, keep, gates, cell, hidden, cell_prev, h_prev):
-        """A masked step leaves the state unchanged; its gates are not defined (NaN)."""
+    def _hold(self, keep, gates, cell, hidden, cell_prev, h_prev, pre=None):
+        """A masked step leaves the state unchanged; its gates (and pre-activations) are NaN."""
         drop = ~keep
         gates[drop] = np.nan
+        if pre is not None:
+            pre[drop] = np.nan
         if cell is not None:
             cell[drop] = cell_prev[drop]
         hidden[drop] = h_prev[drop]
@@ -921,7 +985,7 @@ class CompiledRecurrent:
             hidden = hiddens[s]
             hidden[...] = z * h + (1 - z) * g[:, 2 * U :]
             if keep is not None and not keep[s].all():
-                self._hold(keep[s], g, None, hidden, None, h)
+                self._hold(keep[s], g, None, hidden, None, h, None if pre is None else pre[s])
             h = hidden
         return [h.copy()]
 

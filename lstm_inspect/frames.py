@@ -160,8 +160,8 @@ def wide_blocks(blocks: Iterable[TraceBlock], layers: Sequence[RecurrentLayer], 
     for tb in blocks:
         block = tb.block
         steps, n, units = _dims(block)
-        if steps == 0:
-            continue
+        if steps == 0 or not any(u < units for u in unit_idx):
+            continue  # as in the long form, a layer with none of the selected units is left out
         rows = n * steps
         data: list = [_sequence_column(tb.sequences, steps), tb.layer.name, np.tile(block.t, n)]
         for name in spec.names:

@@ -13,6 +13,7 @@ import csv
 import io
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import BinaryIO, Sequence
 
@@ -164,31 +165,40 @@ def _read_csv(stream: io.RawIOBase, label: str, options: CsvOptions, dtype) -> l
     if header is None:
         header = any(not _is_number(cell) for cell in first_row)
     try:
-        reader = pd.read_csv(
-            buffered,
-            sep=delimiter,
-            header=0 if header else None,
-            encoding="utf-8-sig",
-            dtype=str if options.sequence_column else None,
-            chunksize=CHUNK_ROWS,
-            skip_blank_lines=True,
-            engine="c",
-            na_filter=True,
-            keep_default_na=False,
-            na_values=[""],
-            low_memory=False,
-        )
-        chunks = []
-        line_offset = 2 if header else 1  # file line of the first data row
-        names: list[str] | None = None
-        for chunk in reader:
-            if names is None:
-                names = [str(c) for c in chunk.columns]
-            chunks.append(chunk)
+        # A row longer than the header must not become a silent index column (pandas'
+        # default) nor lose its extra field (index_col=False warns): it is an error.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            reader = pd.read_csv(
+                buffered,
+                sep=delimiter,
+                header=0 if header else None,
+                index_col=False,
+                encoding="utf-8-sig",
+                dtype=str if options.sequence_column else None,
+                chunksize=CHUNK_ROWS,
+                skip_blank_lines=True,
+                engine="c",
+                na_filter=True,
+                keep_default_na=False,
+                na_values=[""],
+                low_memory=False,
+            )
+            chunks = []
+            line_offset = 2 if header else 1  # file line of the first data row
+            names: list[str] | None = None
+            for chunk in reader:
+                if names is None:
+                    names = [str(c) for c in chunk.columns]
+                chunks.append(chunk)
     except pd.errors.EmptyDataError:
         raise InputDataError(f"{label}: the input is empty") from None
     except pd.errors.ParserError as exc:
         raise InputDataError(f"{label}: {_parser_message(exc)}") from None
+    except pd.errors.ParserWarning as exc:
+        if "Length of header" not in str(exc):
+            raise InputDataError(f"{label}: cannot be parsed as CSV ({' '.join(str(exc).split())[:160]})") from None
+        raise InputDataError(f"{label}: ragged rows: a row has more fields than the header ({len(first_row)})") from None
     except UnicodeDecodeError:
         raise InputDataError(f"{label}: not UTF-8 text (is it a CSV file?)") from None
     except (ValueError, MemoryError, OverflowError) as exc:

@@ -305,20 +305,18 @@ def _weights_only_graph(model_file: ModelFile, label: str) -> tuple[ModelGraph, 
     specs: list[LayerSpec] = []
     weights: dict[str, dict[str, StoredArray]] = {}
     if model_file.keras_tree is not None:
-        entries = []
-        for key, node in model_file.keras_tree.children.items():
-            entries.append((node.name_attr or key, key, node))
+        entries = list(_tree_entries(model_file.keras_tree, ""))
         for name, key, node in entries:
             spec, named = _guess_tree_layer(name, key, node)
             specs.append(spec)
             weights.update(named)
         chain = False  # h5py lists groups alphabetically: the layer order is lost
     else:
-        for name in model_file.h5_layer_order:
-            arrays = model_file.h5_layers.get(name, [])
-            spec, named = _guess_named_layer(name, arrays)
-            specs.append(spec)
-            weights.update(named)
+        for group in model_file.h5_layer_order:
+            for name, arrays in _h5_entries(group, model_file.h5_layers.get(group, [])):
+                spec, named = _guess_named_layer(name, arrays)
+                specs.append(spec)
+                weights.update(named)
         chain = True
     previous: tuple[Edge, ...] = ()
     linked = []
@@ -337,6 +335,29 @@ def _weights_only_graph(model_file: ModelFile, label: str) -> tuple[ModelGraph, 
         members={},
     )
     return graph, weights
+
+
+def _tree_entries(tree: H5Group, prefix: str):
+    """(name, key, node) per layer of a Keras 3 weights tree; a nested model's layers are
+    ``<model>/<layer>`` (its group holds a ``layers`` sub-group instead of weights)."""
+    for key, node in tree.children.items():
+        name = f"{prefix}{node.name_attr or key}"
+        if "layers" in node.children and not node.vars:
+            yield from _tree_entries(node.children["layers"], f"{name}/")
+        else:
+            yield name, key, node
+
+
+def _h5_entries(group: str, arrays: list[StoredArray]):
+    """(name, arrays) per layer of a legacy HDF5 layer group.  A nested model's group holds
+    the tensors of several layers, named after each inner layer (tf-keras:
+    ``enc_lstm/lstm_cell/kernel:0``): split them into ``<model>/<layer>``."""
+    firsts = list(dict.fromkeys(a.name.split("/", 1)[0] for a in arrays if "/" in a.name))
+    if len(firsts) < 2 or group in firsts or any("/" not in a.name for a in arrays):
+        yield group, arrays
+        return
+    for first in firsts:
+        yield f"{group}/{first}", [a for a in arrays if a.name.split("/", 1)[0] == first]
 
 
 def _with(spec: LayerSpec, **changes: Any) -> LayerSpec:

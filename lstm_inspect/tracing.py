@@ -55,6 +55,7 @@ def trace_blocks(
     """
     selected = [layer.name for layer in model.select_recurrent(layers)]
     program = program or compile_model(model, options, upto=selected)
+    program.input_spec.check(sequences)
     width = _values_per_step(model, selected, program.options)
     states = dict(initial_states or {})
     for batch in _batches(sequences, stateful, width, np.dtype(program.options.dtype).itemsize):
@@ -144,6 +145,7 @@ def predict_batches(
 ) -> Iterator[tuple[list, list[NDArray]]]:
     """The model's outputs per batch of sequences: (ids, [output arrays])."""
     program = compile_model(model, options)
+    program.input_spec.check(sequences)
     states = dict(initial_states or {})
     for batch in _batches(sequences, stateful, 1, 1):
         x = np.stack([s.values for s in batch])

@@ -262,3 +262,60 @@ def render_rows(columns: Sequence[str], rows: Iterable[Sequence], console, title
     if extra:
         table.add_row(f"… {extra} more rows", *[""] * (len(columns) - 1))
     console.print(table)
+
+
+# ------------------------------------------------------------------- stats
+
+
+def render_stats(results: Sequence, console, sort: str = "unit", top: int | None = None) -> None:
+    """One table per layer: a section per value, one row per unit (``stats`` on a terminal)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    by_layer: dict[str, list] = {}
+    for gs in results:
+        by_layer.setdefault(gs.layer, []).append(gs)
+    for name, layer_stats in by_layer.items():
+        first = layer_stats[0]
+        order_text = {"unit": "", "saturation": " · most saturated first", "variability": " · most variable first"}[sort]
+        console.print(Text(f"{name}: {first.kind}, {first.units} units · {first.steps} steps (masked steps excluded)"
+                           f"{order_text}", style="bold"))
+        table = Table(header_style="bold")
+        for column in ("gate", "unit", "mean", "std", "min", "max", "left sat.", "right sat.", "sat. rank", "var. rank"):
+            table.add_column(column, justify="left" if column == "gate" else "right", no_wrap=True)
+        for index, gs in enumerate(layer_stats):
+            if index:
+                table.add_section()
+            order = gs.order(sort)
+            if top is not None:
+                order = order[:top]
+            sat, var = gs.saturation_rank(), gs.variability_rank()
+            undefined = np.ma.getmaskarray(sat)
+            limits = gs.thresholds
+            for row, unit in enumerate(order):
+                label = ""
+                if row == 0:
+                    label = gs.gate if limits is None else f"{gs.gate}  <{limits[0]:.3g} >{limits[1]:.3g}"
+                table.add_row(
+                    label,
+                    str(int(unit)),
+                    _num(float(gs.mean[unit])),
+                    _num(float(gs.std[unit])),
+                    _num(float(gs.min[unit])),
+                    _num(float(gs.max[unit])),
+                    _percent(float(gs.left[unit])),
+                    _percent(float(gs.right[unit])),
+                    "" if undefined[unit] else str(int(sat[unit])),
+                    str(int(var[unit])),
+                )
+        console.print(table)
+    if by_layer:
+        console.print("[dim]left/right sat.: share of steps below / above the thresholds shown "
+                      "(10 % and 90 % of the activation's range; Karpathy et al. 2015). "
+                      "Pipe or use --format csv for every value.[/dim]")
+
+
+def _percent(value: float) -> str:
+    if not np.isfinite(value):
+        return ""
+    return f"{100 * value:.1f}%"

@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import UsageProblem
 from .frames import Block
-from .textfmt import RowStyle, csv_header, format_rows
+from .textfmt import BlockFormatter, RowStyle, csv_header
 
 FORMATS = ("table", "csv", "json", "ndjson", "parquet")
 _EXTENSIONS = {".csv": "csv", ".json": "json", ".ndjson": "ndjson", ".jsonl": "ndjson", ".parquet": "parquet", ".txt": "table"}
@@ -100,35 +100,42 @@ def write_blocks(blocks: Iterable[Block], columns: Sequence[str], fmt: str, stre
     rows = 0
     if fmt == "csv":
         stream.write(csv_header(columns))
-        style = RowStyle("csv")
+        formatter = BlockFormatter(columns, RowStyle("csv"))
         for block in blocks:
             _check_columns(block, columns)
-            stream.write(format_rows(block.columns, block.data, style))
+            formatter.write(stream, block.data)
             rows += block.rows
         return rows
     if fmt == "ndjson":
-        style = RowStyle("ndjson")
+        formatter = BlockFormatter(columns, RowStyle("ndjson"))
         for block in blocks:
-            stream.write(format_rows(block.columns, block.data, style))
+            formatter = _for_block(formatter, block)
+            formatter.write(stream, block.data)
             rows += block.rows
         return rows
     if fmt == "json":
         # A streamed array: "[" then rows separated by ",\n", then "]".
         stream.write(b"[")
-        style = _JsonArrayStyle("json")
+        formatter = BlockFormatter(columns, _JsonArrayStyle("json"))
         first = True
         for block in blocks:
-            text = format_rows(block.columns, block.data, style)
-            if not text:
-                continue
-            if first:
-                text = text[1:]  # drop the leading comma
-                first = False
-            stream.write(text)
+            formatter = _for_block(formatter, block)
+            for text in formatter.format(block.data):
+                if first:
+                    text = text[1:]  # drop the leading comma
+                    first = False
+                stream.write(text)
             rows += block.rows
         stream.write(b"\n]\n" if rows else b"]\n")
         return rows
     raise UsageProblem(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
+
+
+def _for_block(formatter: BlockFormatter, block: Block) -> BlockFormatter:
+    """The formatter for a block's columns (JSON keys come from them)."""
+    if list(block.columns) == formatter.columns:
+        return formatter
+    return BlockFormatter(block.columns, formatter.style)
 
 
 class _JsonArrayStyle(RowStyle):

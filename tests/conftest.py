@@ -242,3 +242,191 @@ def run_cli(*args: str, input: bytes | None = None, env: dict | None = None, cwd
     return subprocess.run(
         CLI + [str(a) for a in args], input=input, capture_output=True, env=full_env, cwd=cwd or ROOT, timeout=300
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Keras as the oracle for labelled weights (test_reading, test_weights, test_cli_weights,
+# test_cli_layers).  Everything here is read from the live Keras model, never from our output.
+
+# Where each gate's block sits in the fused tensors, as the issue and Keras' cells define it.
+GATE_ORDER = {"LSTM": ("i", "f", "c", "o"), "GRU": ("z", "r", "c"), "SimpleRNN": ("h",)}
+
+# (backend, file suffix): Keras 3 writes .keras and .h5, tf-keras 2.x writes .h5.
+FILE_FORMATS = (("keras3", "keras"), ("keras3", "h5"), ("tfkeras", "h5"))
+
+
+def kind_format_params(kinds=None, formats=FILE_FORMATS) -> list:
+    """pytest params (kind, backend, suffix) with ids like ``bi_sum-tfkeras.h5``."""
+    return [
+        pytest.param(kind, backend, suffix, id=f"{kind}-{backend}.{suffix}")
+        for kind in (kinds or list(MODEL_KINDS))
+        for backend, suffix in formats
+    ]
+
+
+def keras_recurrent_layers(model, prefix: str = "") -> list[tuple[str, object]]:
+    """Every recurrent layer of a live Keras model as (our expected name, Keras layer).
+
+    A Bidirectional gives ``<name>/forward`` and ``<name>/backward`` (its
+    ``forward_layer`` / ``backward_layer``); a nested model's layers are
+    ``<model>/<layer>``.
+    """
+    found = []
+    for layer in model.layers:
+        cls = type(layer).__name__
+        if cls == "Bidirectional":
+            found.append((f"{prefix}{layer.name}/forward", layer.forward_layer))
+            found.append((f"{prefix}{layer.name}/backward", layer.backward_layer))
+        elif cls in GATE_ORDER:
+            found.append((f"{prefix}{layer.name}", layer))
+        elif hasattr(layer, "layers"):  # a nested Sequential / Functional model
+            found.extend(keras_recurrent_layers(layer, f"{prefix}{layer.name}/"))
+    return found
+
+
+def keras_tensors(layer) -> dict[str, np.ndarray]:
+    """A Keras recurrent layer's weights by name (from ``layer.weights`` and ``get_weights()``).
+
+    A reset_after GRU's (2, 3U) bias is split as the issue labels it: row 0
+    ``bias``, row 1 ``recurrent_bias``.
+    """
+    names = [w.name.split("/")[-1].split(":")[0] for w in layer.weights]
+    tensors = dict(zip(names, layer.get_weights()))
+    assert set(tensors) <= {"kernel", "recurrent_kernel", "bias"}, names
+    bias = tensors.get("bias")
+    if bias is not None and bias.ndim == 2:
+        tensors["bias"], tensors["recurrent_bias"] = bias[0], bias[1]
+    return tensors
+
+
+def expected_weight_rows(model, layers=None, gates=None) -> dict[tuple, tuple[np.float32, int]]:
+    """Every recurrent weight of a live Keras model, as the `weights` command must label it.
+
+    Key ``(layer, tensor, gate, unit, source)`` (source None for biases) ->
+    ``(value as float32, column in the stored tensor)``: gate ``g`` of unit
+    ``u`` is column ``g*U + u``.  ``layers`` filters by name (a Bidirectional's
+    name selects both directions), ``gates`` by letter.
+    """
+    rows = {}
+    for name, layer in keras_recurrent_layers(model):
+        if layers and not any(name in (want, f"{want}/forward", f"{want}/backward") for want in layers):
+            continue
+        units = layer.units if hasattr(layer, "units") else layer.cell.units
+        gate_names = GATE_ORDER[type(layer).__name__]
+        for tensor, array in keras_tensors(layer).items():
+            for g, gate in enumerate(gate_names):
+                if gates and gate not in gates:
+                    continue
+                for unit in range(units):
+                    column = g * units + unit
+                    if array.ndim == 2:
+                        for source in range(array.shape[0]):
+                            rows[(name, tensor, gate, unit, source)] = (np.float32(array[source, column]), column)
+                    else:
+                        rows[(name, tensor, gate, unit, None)] = (np.float32(array[column]), column)
+    return rows
+
+
+def model_file(saved_model, kind: str, backend: str, suffix: str) -> tuple["SavedCase", Path]:
+    """The saved case and the path of its file in the given format."""
+    case = saved_model(kind, backend)
+    return case, case.paths[suffix]
+
+
+# Files that are not readable models (ids of the ``bad_files`` fixture).
+BAD_FILE_CASES = ["missing", "random-bytes", "empty", "truncated-keras3.h5", "truncated-tfkeras.h5", "truncated-keras3.keras"]
+
+
+@pytest.fixture(scope="session")
+def bad_files(saved_model, model_dir):
+    """Damaged or foreign files: {case id: path}."""
+    folder = model_dir / "bad"
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng(5)
+    noise = rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    noise = b"\x00" + noise[1:]  # never a zip or HDF5 signature
+    files = {"missing": folder / "missing.h5"}
+    (folder / "noise.h5").write_bytes(noise)
+    files["random-bytes"] = folder / "noise.h5"
+    (folder / "empty.keras").write_bytes(b"")
+    files["empty"] = folder / "empty.keras"
+    for backend, suffix in (("keras3", "h5"), ("tfkeras", "h5"), ("keras3", "keras")):
+        data = saved_model("stacked", backend).paths[suffix].read_bytes()
+        target = folder / f"truncated-{backend}.{suffix}"
+        target.write_bytes(data[: len(data) // 2])
+        files[f"truncated-{backend}.{suffix}"] = target
+    return files
+
+
+@pytest.fixture(scope="session")
+def dense_only(model_dir):
+    """A Dense-only model saved in every format: {(backend, suffix): path}."""
+    paths = {}
+    for backend in ("keras3", "tfkeras"):
+        K, L = keras_module(backend)
+        model = K.Sequential([K.Input((STEPS, FEATURES)), L.Flatten(name="flat"), L.Dense(2, name="head")])
+        for suffix in (("keras", "h5") if backend == "keras3" else ("h5",)):
+            path = model_dir / f"dense_only-{backend}.{suffix}"
+            model.save(path)
+            paths[(backend, suffix)] = path
+    return paths
+
+
+# Wrappers whose settings `layers` reads from the wrapped layer.
+WRAPPERS = ("Bidirectional", "TimeDistributed")
+
+
+def keras_layer_rows(model, version: str, prefix: str = "") -> list[dict]:
+    """The `layers` row Keras implies for each layer (InputLayers aside; nested models inlined)."""
+    rows = []
+    for layer in model.layers:
+        cls = type(layer).__name__
+        if cls == "InputLayer":
+            continue
+        if cls not in WRAPPERS and hasattr(layer, "layers"):
+            rows.extend(keras_layer_rows(layer, version, f"{prefix}{layer.name}/"))
+            continue
+        inner = layer.forward_layer if cls == "Bidirectional" else layer.layer if cls == "TimeDistributed" else layer
+        config = inner.get_config()
+        recurrent = type(inner).__name__ in GATE_ORDER
+        shapes = []
+        for variable, value in zip(layer.weights, layer.get_weights()):
+            shapes.append((variable.name.split("/")[-1].split(":")[0], tuple(value.shape)))
+        rows.append(
+            {
+                "name": f"{prefix}{layer.name}",
+                "class": cls if inner is layer else f"{cls}({type(inner).__name__})",
+                "units": config.get("units"),
+                "activation": config.get("activation"),
+                "recurrent_activation": config.get("recurrent_activation") if recurrent else None,
+                "return_sequences": config["return_sequences"] if recurrent else None,
+                "go_backwards": config["go_backwards"] if recurrent else None,
+                "stateful": config["stateful"] if recurrent else None,
+                "use_bias": config.get("use_bias"),
+                "params": layer.count_params(),
+                "weight_shapes": shapes,
+                "keras_version": version,
+            }
+        )
+    return rows
+
+
+def parse_weight_shapes(text: str) -> list[tuple[str, tuple[int, ...]]]:
+    """``"forward.kernel 3×16; forward.bias 16"`` -> [("kernel", (3, 16)), ("bias", (16,))]."""
+    result = []
+    for part in filter(None, text.split("; ")):
+        name, dims = part.rsplit(" ", 1)
+        result.append((name.rsplit(".", 1)[-1], tuple(int(d) for d in dims.split("×"))))
+    return result
+
+
+def run_cli_many(commands: list[tuple], env: dict | None = None) -> list[subprocess.CompletedProcess]:
+    """``run_cli`` for several argument tuples at once, one process each, in order of the input.
+
+    Lets a parametrized test run all its commands up front (in a module fixture)
+    across the CPUs instead of one after another.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        return list(pool.map(lambda args: run_cli(*args, env=env), commands))

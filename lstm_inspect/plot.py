@@ -1,0 +1,287 @@
+"""Pictures of a trace: gate heatmaps over time, and the saturation scatter.
+
+matplotlib is an optional extra (``pip install 'lstm-inspect[plot]'``) and
+is imported only in this module, which the CLI and the API import only when
+a picture is asked for.  Figures are built with ``matplotlib.figure.Figure``
+on the Agg canvas, never through pyplot, so nothing global (the backend,
+open windows) is touched.
+
+* :func:`trace_figure`: one column per recurrent layer (a Bidirectional
+  gives two), one row per value (``i, f, c, o, cell, hidden`` for LSTM,
+  ``z, r, c, hidden`` for GRU); each panel is units × time for one
+  sequence, with ``t`` the input row as in the trace (a go_backwards layer's
+  steps are laid out in input order too).  Gates use a fixed 0..1 scale,
+  tanh values -1..1, ``cell`` a scale symmetric about 0; masked steps are
+  grey.
+* :func:`saturation_figure`: Karpathy, Johnson & Fei-Fei (2015) §4.2: one
+  panel per layer, one point per unit and gate (the gates ``i, f, o`` or
+  ``z, r``) at x = fraction of steps left-saturated (< 0.1), y = fraction
+  right-saturated (> 0.9).  Points near the origin are rarely saturated;
+  points on the diagonal x + y = 1 always are.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, BinaryIO, Mapping, Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .engine import ReplayOptions, value_names
+from .errors import UsageProblem
+from .inputs import InputSequence
+from .layouts import GATE_NAMES
+from .model import Model, RecurrentLayer
+from .stats import ACTIVATION_RANGE, LEFT_THRESHOLD, RIGHT_THRESHOLD, GateStats, value_activation
+from .tracing import trace_blocks
+
+PLOT_FORMATS = ("png", "svg", "pdf")
+KINDS = ("heatmap", "saturation")
+GATE_COLOURS = {
+    "i": "#1f77b4",
+    "f": "#d62728",
+    "o": "#2ca02c",
+    "c": "#9467bd",
+    "z": "#ff7f0e",
+    "r": "#17becf",
+    "h": "#7f7f7f",
+}
+_VALUE_NAMES = dict(GATE_NAMES, cell="cell state", hidden="hidden state")
+
+
+def require_matplotlib() -> None:
+    """Raise ``UsageProblem`` (one line naming the extra) when matplotlib is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UsageProblem("plot needs matplotlib: pip install 'lstm-inspect[plot]'") from None
+
+
+def format_for(path: str | None, requested: str | None = None) -> str:
+    """The picture format: as requested, else by the file's extension (png, svg, pdf)."""
+    if requested:
+        if requested not in PLOT_FORMATS:
+            raise UsageProblem(f"unknown picture format '{requested}' (choose from {', '.join(PLOT_FORMATS)})")
+        return requested
+    extension = os.path.splitext(path or "")[1].lower().lstrip(".")
+    if extension not in PLOT_FORMATS:
+        raise UsageProblem(f"-o {path}: the file name must end in .png, .svg or .pdf (or give --format)")
+    return extension
+
+
+def save_figure(figure, stream: BinaryIO, fmt: str, dpi: float = 100) -> None:
+    """Write ``figure`` to a binary stream; dates are left out so the bytes are reproducible."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(figure)
+    metadata: dict[str, Any] = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}[fmt]
+    figure.savefig(stream, format=fmt, dpi=dpi, metadata=metadata)
+
+
+# --------------------------------------------------------------------- heatmaps
+
+
+def collect_sequence(
+    model: Model,
+    sequences: Sequence[InputSequence],
+    layers: Sequence[RecurrentLayer],
+    *,
+    sequence: str | None = None,
+    options: ReplayOptions | None = None,
+    stateful: bool = False,
+    initial_states: Mapping[str, Sequence[NDArray]] | None = None,
+) -> tuple[object, dict[str, tuple[NDArray, dict[str, NDArray]]]]:
+    """Trace one sequence (``sequence`` is its id as text; the first when None).
+
+    Returns (id, {layer: (t (T,), {value: (T, U)})}) with steps in input-row
+    order.  Only that sequence is replayed, unless ``stateful`` (its state
+    then depends on the sequences before it).
+    """
+    if not sequences:
+        raise UsageProblem("the input holds no sequence")
+    position = 0
+    if sequence is not None:
+        matches = [k for k, s in enumerate(sequences) if str(s.id) == str(sequence)]
+        if not matches:
+            known = ", ".join(str(s.id) for s in sequences[:10]) + (", ..." if len(sequences) > 10 else "")
+            raise UsageProblem(f"--sequence {sequence}: no such sequence in the input (have: {known})")
+        position = matches[0]
+    chosen = sequences[position]
+    replay = list(sequences[: position + 1]) if stateful else [chosen]
+    parts: dict[str, tuple[list, dict[str, list]]] = {}
+    for tb in trace_blocks(model, replay, layers=[layer.name for layer in layers], options=options,
+                           stateful=stateful, initial_states=initial_states):
+        if tb.sequences[0] != chosen.id or tb.block.batch != 1:
+            continue
+        t_list, values = parts.setdefault(tb.layer.name, ([], {}))
+        t_list.append(tb.block.t)
+        for name, value in tb.block.values.items():
+            values.setdefault(name, []).append(value[:, 0, :])  # (S, U)
+    result = {}
+    for name, (t_list, values) in parts.items():
+        t = np.concatenate(t_list)
+        order = np.argsort(t, kind="stable")
+        result[name] = (t[order], {key: np.concatenate(chunks)[order] for key, chunks in values.items()})
+    return chosen.id, result
+
+
+def trace_figure(
+    model: Model,
+    sequences: Sequence[InputSequence],
+    *,
+    layers: Sequence[str] | None = None,
+    gates: Sequence[str] | None = None,
+    units: Sequence[int] | None = None,
+    sequence: str | None = None,
+    options: ReplayOptions | None = None,
+    stateful: bool = False,
+    initial_states: Mapping[str, Sequence[NDArray]] | None = None,
+):
+    """Heatmaps (units × t) of every value of every selected layer for one sequence: a Figure."""
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    options = options or ReplayOptions()
+    selected = model.select_recurrent(layers)
+    rows: list[str] = []
+    for layer in selected:
+        for name in value_names(layer, False):
+            if name not in rows:
+                rows.append(name)
+    if gates:
+        unknown = [g for g in gates if g not in rows]
+        if unknown:
+            raise UsageProblem(f"unknown gate(s) {', '.join(unknown)} (these layers have: {', '.join(rows)})")
+        rows = [name for name in rows if name in gates]
+    seq_id, traced = collect_sequence(model, sequences, selected, sequence=sequence, options=options,
+                                      stateful=stateful, initial_states=initial_states)
+    steps = max((t.shape[0] for t, _ in traced.values()), default=1)
+    widest = max(layer.units for layer in selected)
+    shown = widest if units is None else len([u for u in units if u < widest])
+    if shown == 0:
+        raise UsageProblem(f"--units: none of the units exist (the widest selected layer has {widest} units)")
+    width = float(np.clip(1.6 + 0.1 * steps, 3.2, 9.0))
+    height = float(np.clip(0.7 + 0.16 * shown, 1.3, 3.6))
+    figure = Figure(figsize=(width * len(selected), height * len(rows) + 0.5), layout="constrained")
+    axes = figure.subplots(len(rows), len(selected), squeeze=False)
+    figure.suptitle(f"{model.label} · sequence {seq_id}", fontsize=11)
+    panels = []  # (row, col, layer, t, kept units, (U, T) matrix)
+    for col, layer in enumerate(selected):
+        t, values = traced.get(layer.name, (np.zeros(0, dtype=np.int64), {}))
+        keep = [u for u in (units if units is not None else range(layer.units)) if u < layer.units]
+        for row, name in enumerate(rows):
+            ax = axes[row][col]
+            if row == 0:
+                direction = "\nprocessed last row first (go_backwards)" if layer.go_backwards else ""
+                ax.set_title(f"{layer.name} ({layer.kind}, {layer.units} units){direction}", fontsize=9)
+            value = values.get(name)
+            if value is None or not keep or t.shape[0] == 0:
+                ax.set_axis_off()
+                continue
+            panels.append((row, col, layer, t, keep, value[:, keep].T))
+            if row == len(rows) - 1 or values.get(rows[row + 1]) is None:
+                ax.set_xlabel("t (input row)", fontsize=8)
+    # One colour scale and one colour bar per row, shared by the layers.
+    for row, name in enumerate(rows):
+        in_row = [panel for panel in panels if panel[0] == row]
+        if not in_row:
+            continue
+        scale = _shared_scale([_scale(layer, name, matrix, options) for _, _, layer, _, _, matrix in in_row])
+        image = None
+        for _, col, _, t, keep, matrix in in_row:
+            image = _heatmap(axes[row][col], matrix, t, keep, scale)
+        axes[row][0].set_ylabel(f"{name}\n({_VALUE_NAMES.get(name, name)})\nunit", fontsize=8)
+        bar = figure.colorbar(image, ax=list(axes[row]), fraction=0.05 / len(selected) ** 0.5, pad=0.01, aspect=12)
+        bar.ax.tick_params(labelsize=6)
+    return figure
+
+
+def _shared_scale(scales: list[tuple[str, float, float]]) -> tuple[str, float, float]:
+    if all(scale == scales[0] for scale in scales):
+        return scales[0]
+    low, high = min(s[1] for s in scales), max(s[2] for s in scales)
+    if low >= 0:
+        return "viridis", 0.0, high
+    top = max(-low, high)
+    return "RdBu_r", -top, top
+
+
+def _scale(layer: RecurrentLayer, name: str, value: NDArray, options: ReplayOptions) -> tuple[str, float, float]:
+    bounds = ACTIVATION_RANGE.get(value_activation(layer, name, options) or "")
+    if bounds is None and name == "hidden":
+        # o·a(cell) (LSTM) and z·h + (1 - z)·c (GRU) stay within a bounded a's range.
+        bounds = ACTIVATION_RANGE.get(layer.activation or options.assume_activation or "")
+    if bounds is not None:
+        return ("viridis" if bounds[0] == 0 else "RdBu_r"), bounds[0], bounds[1]
+    finite = value[np.isfinite(value)]
+    if finite.size == 0:
+        return "viridis", 0.0, 1.0
+    if finite.min() >= 0:
+        return "viridis", 0.0, float(max(finite.max(), 1e-12))
+    top = float(max(np.abs(finite).max(), 1e-12))
+    return "RdBu_r", -top, top
+
+
+def _heatmap(ax, matrix: NDArray, t: NDArray, units: list[int], scale: tuple[str, float, float]):
+    import matplotlib
+
+    cmap_name, vmin, vmax = scale
+    cmap = matplotlib.colormaps[cmap_name].with_extremes(bad="#d9d9d9")
+    image = ax.imshow(
+        np.ma.masked_invalid(matrix),
+        aspect="auto",
+        interpolation="nearest",
+        cmap=cmap,
+        vmin=vmin,
+        vmax=vmax,
+        extent=(float(t[0]) - 0.5, float(t[-1]) + 0.5, len(units) - 0.5, -0.5),
+    )
+    if len(units) <= 16:
+        ax.set_yticks(range(len(units)), [str(u) for u in units])
+    ax.tick_params(labelsize=7)
+    return image
+
+
+# ------------------------------------------------------------------- saturation
+
+
+def saturation_figure(results: Sequence[GateStats], title: str = ""):
+    """The left- vs right-saturation scatter (one panel per layer) from ``stats.compute_stats`` results."""
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    by_layer: dict[str, list[GateStats]] = {}
+    for gs in results:
+        by_layer.setdefault(gs.layer, []).append(gs)
+    count = max(len(by_layer), 1)
+    cols = min(count, 4)
+    rows = -(-count // cols)
+    figure = Figure(figsize=(3.4 * cols, 3.5 * rows + 0.4), layout="constrained")
+    axes = figure.subplots(rows, cols, squeeze=False)
+    if title:
+        figure.suptitle(title, fontsize=11)
+    for ax in axes.flat[len(by_layer):]:
+        ax.set_axis_off()
+    for ax, (name, layer_stats) in zip(axes.flat, by_layer.items()):
+        ax.plot([0, 1], [1, 0], color="#999999", linestyle="--", linewidth=0.8)
+        ax.set_xlim(-0.03, 1.03)
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_aspect("equal")
+        ax.set_title(f"{name} ({layer_stats[0].kind}, {layer_stats[0].units} units)", fontsize=9)
+        ax.set_xlabel(f"fraction left-saturated (< {LEFT_THRESHOLD:g})", fontsize=8)
+        ax.set_ylabel(f"fraction right-saturated (> {RIGHT_THRESHOLD:g})", fontsize=8)
+        ax.tick_params(labelsize=7)
+        plotted = 0
+        for gs in layer_stats:
+            if gs.gate == "c" or gs.bounds is None or gs.steps == 0:
+                continue  # the gates only, as in the paper
+            ax.scatter(gs.left, gs.right, s=22, alpha=0.75, color=GATE_COLOURS.get(gs.gate), label=gs.gate,
+                       edgecolors="white", linewidths=0.4)
+            plotted += 1
+        if plotted:
+            ax.legend(fontsize=7, title="gate", title_fontsize=7, loc="upper right")
+        else:
+            ax.text(0.5, 0.5, "no gate with a bounded activation", ha="center", va="center", fontsize=8,
+                    transform=ax.transAxes)
+    return figure

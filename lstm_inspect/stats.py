@@ -1,0 +1,348 @@
+"""Gate statistics per unit: mean, spread and saturation over every traced step.
+
+For each recurrent layer, value and unit, :func:`compute_stats` streams over
+the trace (``tracing.trace_blocks``) and accumulates, in float64, the number
+of steps, the mean, the population standard deviation (ddof=0), the minimum
+and maximum, and the fraction of steps the value is *left-saturated* (below
+0.1) or *right-saturated* (above 0.9): the measure of Karpathy, Johnson &
+Fei-Fei, "Visualizing and Understanding Recurrent Networks" (2015), §4.2.
+Memory stays flat whatever the input length: a block's numbers are merged
+into running sums (Chan et al.'s pairwise update for the variance) and the
+block is dropped.
+
+Which values, and where saturation is defined:
+
+* LSTM ``i, f, c, o, cell, hidden``; GRU ``z, r, c, hidden``; SimpleRNN
+  ``hidden`` (the trace columns, in the same order).
+* Saturation is measured on values an activation produces directly, with
+  the thresholds placed at 10 % and 90 % of that activation's range: the
+  gates ``i, f, o, z, r`` (recurrent_activation; sigmoid and hard_sigmoid
+  give < 0.1 and > 0.9), the candidate ``c`` (activation; tanh and softsign
+  give < -0.8 and > 0.8, the same pre-activations at which sigmoid crosses
+  0.1 and 0.9, since sigmoid(x) = (tanh(x/2) + 1) / 2) and a SimpleRNN's
+  ``hidden``.  ``cell`` and an LSTM's or GRU's ``hidden`` are not the output
+  of one activation, and an unbounded activation (relu, linear, ...) has no
+  saturation: their saturation fields are empty (NaN).
+* Masked steps (a ``Masking`` layer, ``mask_zero``) are left out of every
+  figure; ``steps`` counts the steps that were included.
+
+Ranking, within each layer and value: ``saturation_rank`` 1 is the unit
+with the largest ``left_saturated + right_saturated`` (empty where
+saturation is undefined); ``variability_rank`` 1 the unit with the largest
+standard deviation.  Equal scores share a rank (competition ranking: 1, 2,
+2, 4), so units that are never saturated all share the last rank; sorted
+output lists tied units by unit number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .engine import ReplayOptions, value_names
+from .errors import UsageProblem
+from .frames import Block
+from .inputs import InputSequence
+from .model import Model, RecurrentLayer
+from .tracing import TraceBlock, trace_blocks
+
+LEFT_THRESHOLD = 0.1  # on the activation's range scaled to [0, 1]
+RIGHT_THRESHOLD = 0.9
+SORTS = ("unit", "saturation", "variability")
+
+STATS_COLUMNS = [
+    "layer",
+    "gate",
+    "unit",
+    "steps",
+    "mean",
+    "std",
+    "min",
+    "max",
+    "left_saturated",
+    "right_saturated",
+    "saturation_rank",
+    "variability_rank",
+]
+
+# Output range of the activations whose saturation is defined.
+ACTIVATION_RANGE: dict[str, tuple[float, float]] = {
+    "sigmoid": (0.0, 1.0),
+    "hard_sigmoid": (0.0, 1.0),
+    "tanh": (-1.0, 1.0),
+    "softsign": (-1.0, 1.0),
+}
+
+
+@dataclass(frozen=True)
+class GateStats:
+    """The statistics of one value (gate) of one recurrent layer, one entry per unit."""
+
+    layer: str  # "lstm", "bi/backward"
+    kind: str  # LSTM / GRU / SimpleRNN
+    gate: str  # i, f, c, o, cell, hidden (LSTM); z, r, c, hidden (GRU); hidden (SimpleRNN)
+    activation: str | None  # the activation that produced the value; None for cell and LSTM/GRU hidden
+    bounds: tuple[float, float] | None  # the range the thresholds are placed in; None: no saturation
+    steps: int  # steps included (masked steps excluded), summed over sequences
+    mean: NDArray[np.float64]  # (U,)
+    std: NDArray[np.float64]  # (U,) population standard deviation
+    min: NDArray[np.float64]  # (U,)
+    max: NDArray[np.float64]  # (U,)
+    left: NDArray[np.float64]  # (U,) fraction of steps left-saturated; NaN without bounds
+    right: NDArray[np.float64]  # (U,) fraction of steps right-saturated; NaN without bounds
+
+    @property
+    def units(self) -> int:
+        return int(self.mean.shape[0])
+
+    @property
+    def thresholds(self) -> tuple[float, float] | None:
+        """(left, right) thresholds in the value's own units, e.g. (0.1, 0.9) or (-0.8, 0.8)."""
+        if self.bounds is None:
+            return None
+        lo, hi = self.bounds
+        return lo + LEFT_THRESHOLD * (hi - lo), lo + RIGHT_THRESHOLD * (hi - lo)
+
+    @property
+    def saturation(self) -> NDArray[np.float64]:
+        """(U,) fraction of steps saturated on either side."""
+        return self.left + self.right
+
+    def saturation_rank(self) -> np.ma.MaskedArray:
+        """(U,) 1 = most saturated unit; masked where saturation is undefined."""
+        return _rank(self.saturation)
+
+    def variability_rank(self) -> np.ma.MaskedArray:
+        """(U,) 1 = unit with the largest standard deviation."""
+        return _rank(self.std)
+
+    def order(self, sort: str = "unit") -> NDArray[np.int64]:
+        """Unit indices in the order of ``sort`` (unit, saturation or variability)."""
+        if sort == "unit":
+            return np.arange(self.units)
+        if sort not in SORTS:
+            raise UsageProblem(f"unknown sort '{sort}' (choose from {', '.join(SORTS)})")
+        rank = self.saturation_rank() if sort == "saturation" else self.variability_rank()
+        return np.lexsort((np.arange(self.units), rank.filled(self.units + 1)))
+
+
+def _rank(score: NDArray[np.float64]) -> np.ma.MaskedArray:
+    """Competition ranking ("1224"): 1 + the number of units with a strictly higher score."""
+    defined = np.isfinite(score)
+    values = np.where(defined, score, -np.inf)
+    ordered = np.sort(values[defined])[::-1]
+    higher = np.searchsorted(-ordered, -values, side="left")  # count of defined scores > value
+    return np.ma.masked_array((higher + 1).astype(np.int64), mask=~defined)
+
+
+def value_activation(layer: RecurrentLayer, name: str, options: ReplayOptions | None = None) -> str | None:
+    """The activation whose output ``name`` is (None for cell and LSTM/GRU hidden)."""
+    options = options or ReplayOptions()
+    activation = layer.activation or options.assume_activation
+    recurrent_activation = layer.recurrent_activation or options.assume_recurrent_activation
+    if layer.kind == "SimpleRNN":
+        return activation if name == "hidden" else None
+    if name == "c":
+        return activation
+    if name in layer.gates:
+        return recurrent_activation
+    return None
+
+
+class _Running:
+    """Running float64 sums for one (layer, value): merged block by block."""
+
+    def __init__(self, units: int) -> None:
+        self.count = 0
+        self.mean = np.zeros(units)
+        self.m2 = np.zeros(units)
+        self.min = np.full(units, np.inf)
+        self.max = np.full(units, -np.inf)
+        self.left = np.zeros(units, dtype=np.int64)
+        self.right = np.zeros(units, dtype=np.int64)
+
+    def add(self, values: NDArray, thresholds: tuple[float, float] | None) -> None:
+        """Merge ``values`` (K, U) of K included steps."""
+        k = values.shape[0]
+        if k == 0:
+            return
+        x = values.astype(np.float64)
+        block_mean = x.mean(axis=0)
+        block_m2 = np.square(x - block_mean).sum(axis=0)
+        total = self.count + k
+        delta = block_mean - self.mean
+        self.mean += delta * (k / total)
+        self.m2 += block_m2 + np.square(delta) * (self.count * k / total)
+        self.count = total
+        np.minimum(self.min, x.min(axis=0), out=self.min)
+        np.maximum(self.max, x.max(axis=0), out=self.max)
+        if thresholds is not None:
+            low, high = thresholds
+            self.left += np.count_nonzero(x < low, axis=0)
+            self.right += np.count_nonzero(x > high, axis=0)
+
+
+def compute_stats(
+    model: Model,
+    sequences: Sequence[InputSequence],
+    *,
+    layers: Sequence[str] | None = None,
+    gates: Sequence[str] | None = None,
+    options: ReplayOptions | None = None,
+    stateful: bool = False,
+    initial_states: Mapping[str, Sequence[NDArray]] | None = None,
+) -> list[GateStats]:
+    """Replay ``sequences`` and summarise every selected value of every selected layer.
+
+    Returns one :class:`GateStats` per (layer, value), layers in model order
+    and values in trace-column order.  ``gates`` keeps only those values
+    (``i,f``, ``cell``, ...).  Streams over the trace: memory does not grow
+    with the input.
+    """
+    options = options or ReplayOptions()
+    if options.pre_activation:
+        from dataclasses import replace
+
+        options = replace(options, pre_activation=False)
+    selected = model.select_recurrent(layers)
+    names = {layer.name: _selected_values(layer, gates) for layer in selected}
+    if gates:
+        known = {name for layer in selected for name in value_names(layer, False)}
+        unknown = [g for g in gates if g not in known]
+        if unknown:
+            raise UsageProblem(f"unknown gate(s) {', '.join(unknown)} (these layers have: {', '.join(sorted(known))})")
+    blocks = trace_blocks(model, sequences, layers=[layer.name for layer in selected], options=options,
+                          stateful=stateful, initial_states=initial_states)
+    running = accumulate(blocks, names, {layer.name: _thresholds(layer, options) for layer in selected})
+    result = []
+    for layer in selected:
+        for name in names[layer.name]:
+            acc = running.get((layer.name, name)) or _Running(layer.units)
+            result.append(_finish(layer, name, acc, options))
+    return result
+
+
+def _selected_values(layer: RecurrentLayer, gates: Sequence[str] | None) -> list[str]:
+    return [name for name in value_names(layer, False) if not gates or name in gates]
+
+
+def _thresholds(layer: RecurrentLayer, options: ReplayOptions) -> dict[str, tuple[float, float] | None]:
+    result = {}
+    for name in value_names(layer, False):
+        bounds = ACTIVATION_RANGE.get(value_activation(layer, name, options) or "")
+        result[name] = None if bounds is None else _scaled(bounds)
+    return result
+
+
+def _scaled(bounds: tuple[float, float]) -> tuple[float, float]:
+    lo, hi = bounds
+    return lo + LEFT_THRESHOLD * (hi - lo), lo + RIGHT_THRESHOLD * (hi - lo)
+
+
+def accumulate(
+    blocks: Iterable[TraceBlock],
+    names: Mapping[str, Sequence[str]],
+    thresholds: Mapping[str, Mapping[str, tuple[float, float] | None]],
+) -> dict[tuple[str, str], _Running]:
+    """Fold trace blocks into running sums keyed by (layer, value); masked steps skipped."""
+    running: dict[tuple[str, str], _Running] = {}
+    for tb in blocks:
+        block = tb.block
+        layer = block.layer.name
+        keep = None if block.masked is None else ~block.masked  # (S, N)
+        for name in names.get(layer, ()):
+            value = block.values.get(name)
+            if value is None:
+                continue
+            flat = value.reshape(-1, value.shape[-1]) if keep is None else value[keep]  # (K, U)
+            acc = running.get((layer, name))
+            if acc is None:
+                acc = running[(layer, name)] = _Running(value.shape[-1])
+            acc.add(flat, thresholds[layer][name])
+    return running
+
+
+def _finish(layer: RecurrentLayer, name: str, acc: _Running, options: ReplayOptions) -> GateStats:
+    activation = value_activation(layer, name, options)
+    bounds = ACTIVATION_RANGE.get(activation or "")
+    n = acc.count
+    nan = np.full(layer.units, np.nan)
+    if n == 0:
+        return GateStats(layer.name, layer.kind, name, activation, bounds, 0, nan, nan, nan, nan, nan, nan.copy())
+    left = acc.left / n if bounds is not None else nan
+    right = acc.right / n if bounds is not None else nan.copy()
+    return GateStats(
+        layer=layer.name,
+        kind=layer.kind,
+        gate=name,
+        activation=activation,
+        bounds=bounds,
+        steps=n,
+        mean=acc.mean.copy(),
+        std=np.sqrt(acc.m2 / n),
+        min=acc.min.copy(),
+        max=acc.max.copy(),
+        left=left,
+        right=right,
+    )
+
+
+def stats_blocks(results: Iterable[GateStats], sort: str = "unit", top: int | None = None, dtype=np.float32) -> Iterator[Block]:
+    """One :class:`Block` per (layer, value) with :data:`STATS_COLUMNS`, units in ``sort`` order.
+
+    ``top`` keeps the first ``top`` units of each (layer, value).  Numbers are
+    written in ``dtype`` (float32 by default, as the trace is).
+    """
+    for gs in results:
+        order = gs.order(sort)
+        if top is not None:
+            order = order[:top]
+        yield Block(
+            list(STATS_COLUMNS),
+            [
+                gs.layer,
+                gs.gate,
+                order.astype(np.int64),
+                gs.steps,
+                gs.mean[order].astype(dtype),
+                gs.std[order].astype(dtype),
+                gs.min[order].astype(dtype),
+                gs.max[order].astype(dtype),
+                gs.left[order].astype(dtype),
+                gs.right[order].astype(dtype),
+                gs.saturation_rank()[order],
+                gs.variability_rank()[order],
+            ],
+        )
+
+
+def stats_frame(results: Iterable[GateStats], sort: str = "unit", top: int | None = None):
+    """The statistics as a pandas DataFrame with :data:`STATS_COLUMNS` (float64 numbers)."""
+    import pandas as pd
+
+    frames = []
+    for gs in results:
+        order = gs.order(sort)
+        if top is not None:
+            order = order[:top]
+        sat, var = gs.saturation_rank()[order], gs.variability_rank()[order]
+        frames.append(pd.DataFrame({
+            "layer": gs.layer,
+            "gate": gs.gate,
+            "unit": order.astype(np.int64),
+            "steps": np.full(order.shape[0], gs.steps, dtype=np.int64),
+            "mean": gs.mean[order],
+            "std": gs.std[order],
+            "min": gs.min[order],
+            "max": gs.max[order],
+            "left_saturated": gs.left[order],
+            "right_saturated": gs.right[order],
+            "saturation_rank": pd.arrays.IntegerArray(sat.filled(0), np.ma.getmaskarray(sat)),
+            "variability_rank": pd.arrays.IntegerArray(var.filled(0), np.ma.getmaskarray(var)),
+        }))
+    if not frames:
+        return pd.DataFrame(columns=STATS_COLUMNS)
+    return pd.concat(frames, ignore_index=True)

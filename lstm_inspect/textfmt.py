@@ -132,12 +132,15 @@ def _build_tables() -> dict[str, NDArray]:
         lambda e: int.from_bytes(b"0." + b"0" * (-e - 1), "little") << (8 * head_start(e)) if -4 <= e < 0 else 0
     )
     t["sign_shift"] = by_exponent(lambda e: 8 * (head_start(e) - 1))
+    # The same, one row per exponent, gathered at once.
+    t["layout"] = np.stack([t[name] for name in _LAYOUT], axis=1)
     t["suffix"] = by_exponent(
         lambda e: int.from_bytes(f"e{'-' if e < 0 else '+'}{abs(e):02d}".encode(), "little") if scientific(e) else 0
     )
     return t
 
 
+_LAYOUT = ("tail_shift", "int_mask", "head_shift", "prefix", "point", "sign_shift")
 _T: dict[str, NDArray] | None = None
 
 
@@ -163,6 +166,7 @@ class _Float32Writer:
         self.ex, self.e, self.ie, self.i1, self.i2, self.i3 = (np.empty(size, i64) for _ in range(6))
         self.w1, self.w2, self.w3 = (np.empty(size, u64) for _ in range(3))
         self.n1, self.n2 = np.empty(size, np.uint8), np.empty(size, np.uint8)
+        self.layout = np.empty((size, len(_LAYOUT)), u64)
 
     def write(self, values: NDArray[np.float32], lo: NDArray[np.uint64], hi: NDArray[np.uint64],
               length: NDArray | None, sep: int, nan: bytes, inf: tuple[bytes, bytes]) -> None:
@@ -199,33 +203,30 @@ class _Float32Writer:
         np.take(T["low_half"], ex, out=w1, mode="clip")
         np.take(T["high_half"], lo4, out=w2, mode="clip")
         np.bitwise_or(w1, w2, out=w1)
+        layout = self.layout[:m]
+        np.take(T["layout"], ie, axis=0, out=layout, mode="clip")
+        tail_shift, int_mask, head_shift, prefix, point, sign_shift = (layout[:, k] for k in range(6))
         # w3: the digits after the point (all of d1..d8 when e < 0).
-        np.take(T["tail_shift"], ie, out=w2, mode="clip")
-        np.right_shift(w1, w2, out=w3)
+        np.right_shift(w1, tail_shift, out=w3)
         # w1: d0 with the integer digits (zeros kept), ending at byte 6 (e >= 0) or at byte 7 (e < 0).
         np.bitwise_or(w1, 0x30303030, out=w1)
-        np.take(T["int_mask"], ie, out=w2, mode="clip")
-        np.bitwise_and(w1, w2, out=w1)
+        np.bitwise_and(w1, int_mask, out=w1)
         np.left_shift(w1, 8, out=w1)
         np.bitwise_or(d0, _ZERO, out=d0)
         np.bitwise_or(w1, d0.view(np.uint64), out=w1)
-        np.take(T["head_shift"], ie, out=w2, mode="clip")
-        np.left_shift(w1, w2, out=w1)
-        np.take(T["prefix"], ie, out=w2, mode="clip")
-        np.bitwise_or(w1, w2, out=w1)
-        np.take(T["point"], ie, out=w2, mode="clip")
+        np.left_shift(w1, head_shift, out=w1)
+        np.bitwise_or(w1, prefix, out=w1)
         np.not_equal(w3, 0, out=hit)
-        np.multiply(w2, hit, out=w2)
+        np.multiply(point, hit, out=w2)
         np.bitwise_or(w1, w2, out=w1)
         # The sign just before the text, then everything shifted left to start at byte 1 (0 without sep).
         neg = self.i1[:m]
         np.right_shift(bits, 31, out=neg)
         np.multiply(neg, ord("-"), out=ex)
-        np.take(T["sign_shift"], ie, out=w2, mode="clip")
-        np.left_shift(ex.view(np.uint64), w2, out=ex.view(np.uint64))
+        np.left_shift(ex.view(np.uint64), sign_shift, out=ex.view(np.uint64))
         np.bitwise_or(w1, ex.view(np.uint64), out=w1)
         np.left_shift(neg, 3, out=neg)
-        np.subtract(w2, neg.view(np.uint64), out=w2)
+        np.subtract(sign_shift, neg.view(np.uint64), out=w2)
         if not sep:
             np.add(w2, 8, out=w2)
         np.right_shift(w1, w2, out=w1)
@@ -639,6 +640,8 @@ class BlockFormatter:
         self._units: NDArray[np.uint64] | None = None  # (rows, units, 2)
         self._lengths: NDArray[np.int64] | None = None  # (rows, units)
         self._out: NDArray[np.uint8] | None = None
+        self._scalars: dict = {}  # scalar column value -> its text
+        self._tables: dict = {}  # (low, high, prefix, token) -> integer units
 
     def format(self, data: Sequence) -> Iterator[bytes]:
         """The text of one block, a chunk of rows at a time."""
@@ -667,7 +670,13 @@ class BlockFormatter:
         pending = b""
         for prefix, column in zip(self.prefixes, data):
             if _is_scalar(column):
-                pending += prefix + _scalar_text(column, style)
+                key = (type(column), column)
+                text = self._scalars.get(key)
+                if text is None:
+                    text = _scalar_text(column, style)
+                    if len(self._scalars) < 256:
+                        self._scalars[key] = text
+                pending += prefix + text
                 continue
             pending += prefix
             array = column if isinstance(column, np.ma.MaskedArray) else np.asarray(column)
@@ -679,7 +688,7 @@ class BlockFormatter:
                 continue
             if array.dtype == np.bool_ or array.dtype.kind in "iu":
                 keep = max(0, len(pending) - (UNIT - 9))
-                table = _int_table(array, pending[keep:], self.nan)
+                table = _int_table(array, pending[keep:], self.nan, self._tables)
                 if table is not None:
                     self._add_const(plan, pending[:keep])
                     plan.append(("table",) + table)
@@ -749,7 +758,7 @@ class BlockFormatter:
         return out[:total]
 
 
-def _int_table(array, prefix: bytes, nan: bytes):
+def _int_table(array, prefix: bytes, nan: bytes, cache: dict | None = None):
     """Integers with a small range: (units, lengths, index) with each distinct value's text once; else None."""
     masked = isinstance(array, np.ma.MaskedArray)
     missing = np.ma.getmaskarray(array) if masked else None
@@ -759,15 +768,24 @@ def _int_table(array, prefix: bytes, nan: bytes):
     low, high = int(v.min()), int(v.max())
     if high - low > max(4096, 2 * v.shape[0]):
         return None
-    made = _int_units(np.arange(low, high + 1, dtype=np.int64), prefix)
+    with_token = missing is not None and bool(missing.any())
+    key = (low, high, prefix, nan if with_token else None)
+    made = cache.get(key) if cache is not None else None
     if made is None:
-        return None
+        made = _int_units(np.arange(low, high + 1, dtype=np.int64), prefix)
+        if made is None:
+            return None
+        if with_token:
+            token_lo, token_hi = _unit_words(prefix + nan)
+            made = (np.concatenate([made[0], np.array([[token_lo, token_hi]], dtype=np.uint64)]),
+                    np.concatenate([made[1], [len(prefix) + len(nan)]]))
+        if cache is not None:
+            if len(cache) > 16:
+                cache.clear()
+            cache[key] = made
     units, lengths = made
     index = v - low
-    if missing is not None and missing.any():
-        token_lo, token_hi = _unit_words(prefix + nan)
-        units = np.concatenate([units, np.array([[token_lo, token_hi]], dtype=np.uint64)])
-        lengths = np.concatenate([lengths, [len(prefix) + len(nan)]])
+    if with_token:
         index = np.where(missing.ravel(), units.shape[0] - 1, index)
     return units, lengths, index
 

@@ -327,7 +327,7 @@ def expected_weight_rows(model, layers=None, gates=None) -> dict[tuple, tuple[np
     return rows
 
 
-def model_file(saved_model, kind: str, backend: str, suffix: str) -> tuple["SavedCase", Path]:
+def model_file(saved_model, kind: str, backend: str, suffix: str) -> tuple[SavedCase, Path]:
     """The saved case and the path of its file in the given format."""
     case = saved_model(kind, backend)
     return case, case.paths[suffix]

@@ -13,8 +13,16 @@ import io
 import json
 
 import pytest
-
-from conftest import BAD_FILE_CASES, FILE_FORMATS, MODEL_KINDS, keras_layer_rows, keras_module, parse_weight_shapes, run_cli, run_cli_many
+from conftest import (
+    BAD_FILE_CASES,
+    FILE_FORMATS,
+    MODEL_KINDS,
+    keras_layer_rows,
+    keras_module,
+    parse_weight_shapes,
+    run_cli,
+    run_cli_many,
+)
 
 LAYER_COLUMNS = [
     "name", "class", "units", "activation", "recurrent_activation", "return_sequences", "go_backwards",

@@ -178,8 +178,10 @@ def test_long_and_wide_carry_the_same_numbers(x, units, gates, pre_activation):
     long = li.trace(STACKED, x, options=options, units=units, gates=gates)
     wide = li.trace(STACKED, x, wide=True, options=options, units=units, gates=gates)
     values = [c for c in long.columns if c not in ("sequence", "layer", "t", "unit")]
-    # One wide row per (layer, t), even for a layer none of whose units is selected.
-    assert wide[["layer", "t"]].values.tolist() == [[layer, t] for layer in ("lstm_1", "lstm_2") for t in range(len(x))]
+    # One wide row per (layer, t); as in the long form, a layer none of whose selected
+    # units exists is left out (lstm_1 has 8 units, lstm_2 has 4).
+    kept = [layer for layer, width in (("lstm_1", 8), ("lstm_2", 4)) if units is None or any(u < width for u in units)]
+    assert wide[["layer", "t"]].values.tolist() == [[layer, t] for layer in kept for t in range(len(x))]
     assert set(long["unit"]) <= set(units if units is not None else range(8))
     merged = long.merge(wide, on=["sequence", "layer", "t"], validate="many_to_one")
     for name in values:

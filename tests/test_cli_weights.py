@@ -13,7 +13,6 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import (
     BAD_FILE_CASES,
     expected_weight_rows,
@@ -123,7 +122,7 @@ FILTERS = [
 @pytest.mark.parametrize("kind,args,layers,gates", FILTERS)
 def test_layer_and_gate_filters(saved_model, kind, args, layers, gates):
     case = saved_model(kind, "tfkeras")
-    header, rows = parse_csv(_ok(run_cli("weights", case.paths["h5"], "--format", "csv", *args)))
+    _, rows = parse_csv(_ok(run_cli("weights", case.paths["h5"], "--format", "csv", *args)))
     expected = expected_weight_rows(case.model, layers, gates)
     assert expected
     assert_rows_match(rows, expected)

@@ -16,8 +16,6 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-
-import lstm_inspect as li
 from conftest import (
     BAD_FILE_CASES,
     GATE_ORDER,
@@ -29,6 +27,8 @@ from conftest import (
     model_file,
     parse_weight_shapes,
 )
+
+import lstm_inspect as li
 from lstm_inspect.errors import ModelFileError
 
 

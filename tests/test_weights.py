@@ -16,10 +16,6 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-import lstm_inspect as li
 from conftest import (
     GATE_ORDER,
     expected_weight_rows,
@@ -28,6 +24,10 @@ from conftest import (
     kind_format_params,
     model_file,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import lstm_inspect as li
 from lstm_inspect.errors import ModelFileError, UsageProblem
 
 # The published column order of `weights` (issue 2): a layout contract.

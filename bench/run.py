@@ -1,0 +1,361 @@
+"""Benchmark lstm-inspect against Keras and a naive NumPy loop (``make bench``).
+
+Scenarios, each measured in this one run on this machine, same model and input:
+
+* S1  LSTM(32), 8 features, one sequence of 100,000 steps;
+* S2  LSTM(128), 32 features, one sequence of 20,000 steps;
+* S3  LSTM(64), 16 features, 256 sequences of 1,000 steps (one batch);
+  for S1-S3: the trace engine (all six values i, f, c, o, cell, hidden recorded
+  at every step) against Keras 3 ``predict`` of the same layer with
+  ``return_sequences=True`` (hidden only, after a warm-up call) and against a
+  per-gate NumPy loop as people post it; ratios are times of the other over
+  the engine's; the engine's hidden state must match Keras within 1e-5;
+* S4  the CLI end to end: ``lstm-inspect trace model.keras input.csv -o out.csv``
+  in a fresh process, LSTM(32) over 8 features, 20,000 / 200,000 / 2,000,000
+  steps: CSV rows per second (wall time, start-up included) and peak RSS;
+* S5  start-up: wall time of ``lstm-inspect --help`` and of
+  ``lstm-inspect weights sample_models/single_lstm.h5 --format csv``.
+
+Every figure is the median of several runs (fewer for the big ones).  The
+machine may be busy with other work: the S1-S3 ratios compare runs made next
+to each other, so they hold up better than absolute times.
+
+    python bench/run.py            # everything (about 10 minutes on 2 cores)
+    python bench/run.py --quick    # one run each, no 2,000,000-step S4 (also LSTM_INSPECT_BENCH_QUICK=1)
+    python bench/run.py --only S4,S5 --output -
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TOLERANCE = 1e-5
+TARGETS = {  # scenario -> (description, check)
+    "S1": "≥ 3× Keras",
+    "S2": "≥ 1.5× Keras",
+    "S3": "≥ 3× Keras",
+    "S4": "≥ 2,000,000 rows/s, peak RSS < 300 MB",
+    "S5": "--help < 0.3 s, weights < 0.5 s",
+}
+
+
+@dataclass
+class Row:
+    scenario: str
+    what: str
+    figures: str
+    target: str = ""
+    verdict: str = ""  # "pass" | "short" | ""
+    notes: list[str] = field(default_factory=list)
+
+
+def median_time(fn, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ models
+
+
+def build_lstm(units: int, features: int, path: Path, seed: int) -> object:
+    """A Keras 3 LSTM layer returning sequences, with seeded random weights, saved to ``path``."""
+    import keras
+
+    model = keras.Sequential([keras.Input((None, features)), keras.layers.LSTM(units, return_sequences=True, name="lstm")])
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(0.0, 0.3, w.shape).astype("float32") for w in model.get_weights()])
+    model.save(path)
+    return model
+
+
+def naive_trace(x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """The per-gate loop people post: separate W_i, W_f, ... and np.dot per gate and step; (N, T, U) hidden."""
+    units = recurrent.shape[0]
+    W_i, W_f, W_c, W_o = (kernel[:, k * units : (k + 1) * units] for k in range(4))
+    U_i, U_f, U_c, U_o = (recurrent[:, k * units : (k + 1) * units] for k in range(4))
+    b_i, b_f, b_c, b_o = (bias[k * units : (k + 1) * units] for k in range(4))
+
+    def sigmoid(z):
+        return 1.0 / (1.0 + np.exp(-z))
+
+    n, steps, _ = x.shape
+    h = np.zeros((n, units), dtype=np.float32)
+    c = np.zeros((n, units), dtype=np.float32)
+    record = {name: np.empty((steps, n, units), dtype=np.float32) for name in ("i", "f", "c", "o", "cell", "hidden")}
+    for t in range(steps):
+        x_t = x[:, t, :]
+        i = sigmoid(np.dot(x_t, W_i) + np.dot(h, U_i) + b_i)
+        f = sigmoid(np.dot(x_t, W_f) + np.dot(h, U_f) + b_f)
+        g = np.tanh(np.dot(x_t, W_c) + np.dot(h, U_c) + b_c)
+        o = sigmoid(np.dot(x_t, W_o) + np.dot(h, U_o) + b_o)
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        record["i"][t], record["f"][t], record["c"][t], record["o"][t] = i, f, g, o
+        record["cell"][t], record["hidden"][t] = c, h
+    return record["hidden"].transpose(1, 0, 2)
+
+
+def engine_hidden(program, x: np.ndarray) -> np.ndarray:
+    n, steps, _ = x.shape
+    units = program.recurrent["lstm"].layer.units
+    out = np.empty((n, steps, units), dtype=np.float32)
+    for block in program.run(x):
+        out[:, block.t, :] = block.values["hidden"].transpose(1, 0, 2)
+    return out
+
+
+def engine_run(program, x: np.ndarray) -> None:
+    for block in program.run(x):  # every block holds i, f, c, o, cell and hidden for its steps
+        pass
+
+
+# ------------------------------------------------------------------ S1-S3
+
+
+def bench_engine(name: str, units: int, features: int, sequences: int, steps: int, runs: int, work: Path) -> Row:
+    import lstm_inspect as li
+    from lstm_inspect.engine import compile_model
+
+    log(f"{name}: LSTM({units}), {features} features, {sequences} × {steps:,} steps")
+    path = work / f"{name}.keras"
+    keras_model = build_lstm(units, features, path, seed=int(name[1:]))
+    x = np.random.default_rng(100).normal(size=(sequences, steps, features)).astype(np.float32)
+    model = li.load_model(str(path))
+    program = compile_model(model)
+    kernel, recurrent, bias = (np.asarray(w, dtype=np.float32) for w in keras_model.layers[0].get_weights())
+
+    keras_out = np.asarray(keras_model.predict(x, batch_size=sequences, verbose=0))  # warm-up (and the reference)
+    ours = engine_hidden(program, x)
+    diff = float(np.max(np.abs(ours - keras_out)))
+
+    engine_runs, keras_runs, naive_runs = [], [], []
+    for _ in range(runs):  # interleaved, so that load from elsewhere hits all three alike
+        engine_runs.append(median_time(lambda: engine_run(program, x), 1))
+        keras_runs.append(median_time(lambda: keras_model.predict(x, batch_size=sequences, verbose=0), 1))
+        naive_runs.append(median_time(lambda: naive_trace(x, kernel, recurrent, bias), 1))
+    t_engine, t_keras, t_naive = (statistics.median(r) for r in (engine_runs, keras_runs, naive_runs))
+    total = sequences * steps
+    vs_keras, vs_naive = t_keras / t_engine, t_naive / t_engine
+    need = 1.5 if name == "S2" else 3.0
+    ok = vs_keras >= need and diff <= TOLERANCE
+    per_step = "µs/sequence-step" if sequences > 1 else "µs/step"
+    figures = (
+        f"engine {t_engine:.2f} s ({t_engine / total * 1e6:.2f} {per_step}); "
+        f"Keras predict {t_keras:.2f} s → **{vs_keras:.1f}×**; naive loop {t_naive:.2f} s → {vs_naive:.1f}×; "
+        f"max |hidden − Keras| {diff:.1e}"
+    )
+    log(f"  {figures}")
+    what = f"LSTM({units}), {features} features, {sequences:,} × {steps:,} steps"
+    return Row(name, what, figures, TARGETS[name], "pass" if ok else "short")
+
+
+# ------------------------------------------------------------------ S4
+
+
+def cli_command() -> list[str]:
+    script = Path(sys.executable).parent / "lstm-inspect"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "lstm_inspect"]
+
+
+def measured_run(argv: list[str], cwd: Path | None = None) -> tuple[float, float]:
+    """Wall time (s) and peak RSS (MB) of one fresh process running ``argv``."""
+    time_tool = shutil.which("time") or ("/usr/bin/time" if os.path.exists("/usr/bin/time") else None)
+    if time_tool:
+        start = time.perf_counter()
+        done = subprocess.run([time_tool, "-v", *argv], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        wall = time.perf_counter() - start
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed:\n{done.stderr[-2000:]}")
+        match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
+        return wall, int(match.group(1)) / 1024 if match else float("nan")
+    # No /usr/bin/time: a fresh Python child runs the command and reports its children's peak RSS.
+    probe = (
+        "import resource, subprocess, sys, time\n"
+        "start = time.perf_counter()\n"
+        "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
+        "wall = time.perf_counter() - start\n"
+        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+        "print(wall, peak * (1 if sys.platform == 'darwin' else 1024), code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, *argv], cwd=cwd, capture_output=True, text=True, check=True)
+    wall, peak, code = done.stdout.split()
+    if int(code) != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed")
+    return float(wall), int(peak) / 2**20
+
+
+def write_input_csv(path: Path, steps: int, features: int, seed: int) -> None:
+    from lstm_inspect.textfmt import BlockFormatter, RowStyle, csv_header
+
+    rng = np.random.default_rng(seed)
+    columns = [f"x{k}" for k in range(features)]
+    formatter = BlockFormatter(columns, RowStyle("csv"))
+    with open(path, "wb") as handle:
+        handle.write(csv_header(columns))
+        for start in range(0, steps, 1 << 18):
+            block = np.round(rng.normal(size=(min(1 << 18, steps - start), features)), 4).astype(np.float32)
+            formatter.write(handle, [block[:, k] for k in range(features)])
+
+
+def bench_cli(lengths: list[int], runs_for, work: Path) -> list[Row]:
+    log("S4: lstm-inspect trace, LSTM(32), 8 features, CSV to a file")
+    model_path = work / "S4.keras"
+    build_lstm(32, 8, model_path, seed=4)
+    rows_out = []
+    for steps in lengths:
+        input_path = work / f"S4_{steps}.csv"
+        write_input_csv(input_path, steps, 8, seed=steps)
+        output = work / "S4_out.csv"
+        argv = [*cli_command(), "trace", str(model_path), str(input_path), "-o", str(output)]
+        walls, peaks = [], []
+        for _ in range(runs_for(steps)):
+            wall, peak = measured_run(argv)
+            walls.append(wall)
+            peaks.append(peak)
+            size = output.stat().st_size
+            output.unlink()
+        rows = steps * 32
+        wall, peak = statistics.median(walls), max(peaks)
+        rate = rows / wall
+        rows_out.append((steps, rows, wall, rate, peak, size))
+        log(f"  {steps:>9,} steps: {rows:,} rows in {wall:.2f} s = {rate / 1e6:.2f} M rows/s, peak RSS {peak:.0f} MB")
+        input_path.unlink()
+    result = []
+    for steps, rows, wall, rate, peak, size in rows_out:
+        # Rows per second is judged from 200,000 steps up: at 20,000 the fixed start-up (about 0.5 s
+        # of imports, model and input reading) is most of the time.
+        judged = steps >= 200_000
+        ok = peak < 300 and (rate >= 2e6 or not judged)
+        figures = f"{rows:,} rows ({size / 2**20:,.0f} MB) in {wall:.2f} s → **{rate / 1e6:.2f} M rows/s**; peak RSS **{peak:.0f} MB**"
+        verdict = "pass" if ok else "short"
+        result.append(Row("S4", f"CLI trace, {steps:,} steps", figures, TARGETS["S4"] if judged else "RSS < 300 MB", verdict))
+    return result
+
+
+# ------------------------------------------------------------------ S5
+
+
+def bench_startup(runs: int) -> list[Row]:
+    log("S5: start-up")
+    sample = ROOT / "sample_models" / "single_lstm.h5"
+    result = []
+    for label, args, limit in (
+        ("lstm-inspect --help", ["--help"], 0.3),
+        ("lstm-inspect weights single_lstm.h5 --format csv", ["weights", str(sample), "--format", "csv"], 0.5),
+    ):
+        argv = [*cli_command(), *args]
+        subprocess.run(argv, stdout=subprocess.DEVNULL, check=True)  # warm the file cache
+        wall = median_time(lambda: subprocess.run(argv, stdout=subprocess.DEVNULL, check=True), runs)
+        log(f"  {label}: {wall:.3f} s")
+        result.append(Row("S5", label, f"**{wall:.3f} s**", f"< {limit} s", "pass" if wall < limit else "short"))
+    return result
+
+
+# ------------------------------------------------------------------ report
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import keras
+
+    load = " / ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    return (
+        f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, NumPy {np.__version__}, "
+        f"Keras {keras.__version__} ({keras.backend.backend()} backend); load average {load}"
+    )
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| scenario | what | measured | target | result |", "| --- | --- | --- | --- | --- |"]
+    for row in rows:
+        lines.append(f"| {row.scenario} | {row.what} | {row.figures} | {row.target} | {row.verdict} |")
+    return "\n".join(lines)
+
+
+def plain(rows: list[Row]) -> str:
+    out = []
+    for row in rows:
+        out.append(f"{row.scenario:3} {row.verdict:5} {row.what}")
+        out.append(f"          {row.figures.replace('**', '')}")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", default=os.environ.get("LSTM_INSPECT_BENCH_QUICK") == "1",
+                        help="one run per figure and no 2,000,000-step S4 (env LSTM_INSPECT_BENCH_QUICK=1)")
+    parser.add_argument("--only", default="S1,S2,S3,S4,S5", help="comma-separated scenarios (default: all)")
+    parser.add_argument("--output", default=str(ROOT / "bench" / "results.md"),
+                        help="Markdown report ('-' for none; default bench/results.md)")
+    args = parser.parse_args(argv)
+    only = {s.strip().upper() for s in args.only.split(",")}
+    quick = args.quick
+    runs = 1 if quick else 3
+
+    started = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="lstm-inspect-bench-") as tmp:
+        work = Path(tmp)
+        if "S1" in only:
+            rows.append(bench_engine("S1", 32, 8, 1, 100_000, runs, work))
+        if "S2" in only:
+            rows.append(bench_engine("S2", 128, 32, 1, 20_000, runs, work))
+        if "S3" in only:
+            rows.append(bench_engine("S3", 64, 16, 256, 1_000, runs, work))
+        if "S4" in only:
+            lengths = [20_000, 200_000] + ([] if quick else [2_000_000])
+            rows += bench_cli(lengths, lambda steps: 1 if quick or steps >= 2_000_000 else (5 if steps <= 20_000 else 3), work)
+        if "S5" in only:
+            rows += bench_startup(3 if quick else 7)
+    about = machine()
+    print()
+    print(f"lstm-inspect benchmark, {started}; {about}")
+    print(plain(rows))
+    if args.output != "-":
+        report = (
+            f"# Benchmark results\n\n`make bench` (`python bench/run.py{' --quick' if quick else ''}`), {started}.  \n"
+            f"{about}.\n\n{table(rows)}\n\n"
+            "Ratios are Keras' (or the naive loop's) time over the engine's, measured side by side in this run; "
+            "S4 rows per second include process start-up, reading the input CSV and writing the output file.\n"
+        )
+        Path(args.output).write_text(report, encoding="utf-8")
+        log(f"written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

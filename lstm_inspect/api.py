@@ -116,7 +116,7 @@ def layer_rows(model: Model) -> list[dict[str, Any]]:
                 "return_sequences": source.get("return_sequences") if recurrent else None,
                 "go_backwards": source.get("go_backwards") if recurrent else None,
                 "stateful": source.get("stateful") if recurrent else None,
-                "use_bias": source.get("use_bias") if ("use_bias" in source.config) else None,
+                "use_bias": source.get("use_bias"),
                 "params": params,
                 "weight_shapes": "; ".join(shapes),
                 "keras_version": model.keras_version,

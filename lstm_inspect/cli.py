@@ -172,9 +172,10 @@ def layers(model_path: str, fmt: str | None, output: str | None) -> None:
 def weights(model_path: str, layer_names, gates, show_values: bool, fmt: str | None, output: str | None) -> None:
     """Every weight of every recurrent layer, labelled by tensor, gate, unit and source row.
 
-    CSV columns: layer,tensor,gate,unit,source,value,path,column — one row per
-    value. `source` is the input feature (kernel) or previous hidden unit
-    (recurrent_kernel) feeding that unit; empty for biases.
+    CSV columns: layer,tensor,gate,unit,source,value,path,column,row — one row
+    per value. `source` is the input feature (kernel) or previous hidden unit
+    (recurrent_kernel) feeding that unit, empty for biases; path, column and
+    row locate the value in the file.
 
     \b
       lstm-inspect weights model.h5
@@ -458,6 +459,7 @@ def _load(path: str):
     model = load_model(path)
     for warning in model.warnings:
         _warn(warning)
+    model.on_warning = _warn  # later warnings (from the replay) as they arise
     return model
 
 

@@ -19,6 +19,9 @@ from .errors import ModelFileError
 
 MODEL_CLASSES = {"Sequential", "Functional", "Model"}
 RECURRENT_CLASSES = {"LSTM", "GRU", "SimpleRNN", "CuDNNLSTM", "CuDNNGRU"}
+# Keras 1 config keys, by the name Keras 2 and 3 use.
+KERAS1_NAMES = {"units": "output_dim", "recurrent_activation": "inner_activation", "use_bias": "bias"}
+KERAS1_RENAMED = {"LSTM", "GRU", "SimpleRNN", "Dense"}  # (Embedding's output_dim kept its meaning)
 # Generic RNN wrappers whose cell says what they are (Keras 2/3 ``RNN(LSTMCell(...))``).
 CELL_CLASSES = {"LSTMCell": "LSTM", "GRUCell": "GRU", "SimpleRNNCell": "SimpleRNN"}
 
@@ -70,9 +73,13 @@ class LayerSpec:
         return self.class_name == "Bidirectional"
 
     def get(self, key: str, default: Any = None) -> Any:
-        """A config value; for ``RNN(cell)`` layers the cell's settings count too."""
+        """A config value; for ``RNN(cell)`` layers the cell's settings count too, and
+        Keras 1's names stand in for today's (``output_dim`` for ``units``, ...)."""
         if key in self.config:
             return self.config[key]
+        old = KERAS1_NAMES.get(key)
+        if old is not None and old in self.config and self.class_name in KERAS1_RENAMED:
+            return self.config[old]
         cell = self.config.get("cell")
         if self.class_name == "RNN" and isinstance(cell, dict):
             return (cell.get("config") or {}).get(key, default)

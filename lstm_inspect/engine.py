@@ -44,6 +44,7 @@ from .model import Model, RecurrentLayer
 
 INPUT = "\x00input"  # the name under which the model input is fed to the first layers
 DEFAULT_CHUNK = 2048  # steps per block: large enough to amortise, small enough to stay in cache
+CHUNK_BYTES = 4 << 20  # gate buffer per block, at most (batches: fewer steps per block)
 
 # Layers that are the identity at inference time.
 IDENTITY_LAYERS = {
@@ -146,6 +147,7 @@ class RunContext:
     states: dict[str, list[NDArray]]  # recurrent layer name -> initial state (consumed)
     final_states: dict[str, list[NDArray]] = field(default_factory=dict)
     outputs: dict[str, list[Tensor]] = field(default_factory=dict)
+    unused: set[str] = field(default_factory=set)  # layers whose outputs no later layer of this run reads
 
 
 class Program:
@@ -220,6 +222,8 @@ class Run:
         first = program.input_spec.prepare(self.x, program.options.dtype)
         remaining = set(self.stop_after)
         needed = _consumer_counts(program)
+        if remaining and not self.keep_outputs:
+            ctx.unused = _unused_outputs(program.ops, remaining)
         ctx.outputs[INPUT] = [first]
         for op in program.ops:
             inputs = []
@@ -244,6 +248,15 @@ class Run:
         self.final_states = ctx.final_states
         if not self.stop_after:
             self.outputs = [ctx.outputs[e.layer][e.index].value for e in program.model.graph.outputs]
+
+
+def _unused_outputs(ops: Sequence[Op], stop_after: set[str]) -> set[str]:
+    """Layers whose outputs are not read when the run stops after ``stop_after``: a recurrent layer
+    among them need not keep its (T, U) output sequence (on a long input, the largest array)."""
+    last = max((k for k, op in enumerate(ops) if stop_after & ({op.name} | set(getattr(op, "traced_names", ())))),
+               default=len(ops) - 1)
+    read = {edge.layer for op in ops[: last + 1] for edge in op.inputs}
+    return {op.name for op in ops[: last + 1] if op.name not in read}
 
 
 def _consumer_counts(program: Program) -> dict[str, int]:
@@ -442,6 +455,15 @@ class _OpBuilder:
         cls = spec.class_name
         if cls in IDENTITY_LAYERS or (cls == "NoWeights" and not spec.inbound):
             return IdentityOp()
+        if cls == "NoWeights":
+            # A weights-only file names a weightless layer but not its kind.
+            if "dropout" in spec.name.lower() or "noise" in spec.name.lower():
+                self.model.warn(f"layer '{spec.name}': kind not recorded; replayed as a dropout (identity)")
+                return IdentityOp()
+            raise UnsupportedLayer(
+                f"layer '{spec.name}': a weights-only file does not record what this weightless layer does, "
+                "so it cannot be replayed"
+            )
         if cls in MASK_OP_NODES:
             return MaskNodeOp()
         if spec.is_recurrent:
@@ -458,7 +480,7 @@ class _OpBuilder:
         if cls == "Dense":
             return DenseOp(
                 self.weight(spec.name, "kernel"),
-                self.weight(spec.name, "bias", required=bool(spec.config.get("use_bias", True))),
+                self.weight(spec.name, "bias", required=bool(spec.get("use_bias", True))),
                 self.activation(spec, "activation", None),
             )
         if cls == "TimeDistributed":
@@ -509,11 +531,18 @@ class _OpBuilder:
         activation = layer.activation or self.options.assume_activation
         recurrent_activation = layer.recurrent_activation or self.options.assume_recurrent_activation
         if layer.kind == "SimpleRNN":
-            recurrent_activation = recurrent_activation or "sigmoid"
+            recurrent_activation = recurrent_activation or "sigmoid"  # unused by SimpleRNN
         if activation is None or recurrent_activation is None:
-            raise UsageProblem(
-                f"layer '{name}': the file does not record its activations; give them with "
-                "--activation and --recurrent-activation"
+            # Weights-only file: assume the defaults of the Keras that saved it.
+            from .model import default_recurrent_activation
+
+            activation = activation or "tanh"
+            recurrent_activation = recurrent_activation or default_recurrent_activation(self.model)
+            version = self.model.keras_version or "unknown"
+            self.model.warn(
+                f"layer '{name}': activations not recorded in the file; assuming the defaults of "
+                f"Keras {version} (activation={activation}, recurrent_activation={recurrent_activation}); "
+                "override with --activation / --recurrent-activation"
             )
         where = f"layer '{name}'"
         return CompiledRecurrent(
@@ -722,8 +751,11 @@ class CompiledRecurrent:
         self.units = U
         kernel = np.asarray(w.kernel, dtype=dtype)
         recurrent = np.asarray(w.recurrent_kernel, dtype=dtype)
-        bias = np.zeros(kernel.shape[1], dtype=dtype) if w.bias is None else np.asarray(w.bias, dtype=dtype)
-        self.recurrent_bias = None if w.recurrent_bias is None else np.asarray(w.recurrent_bias, dtype=dtype)
+        effective = w.effective_bias()
+        bias = np.zeros(kernel.shape[1], dtype=dtype) if effective is None else np.asarray(effective, dtype=dtype)
+        # Only a reset_after GRU keeps its recurrent bias apart (inside the reset gate's product).
+        separate = w.kind == "GRU" and w.reset_after and w.recurrent_bias is not None
+        self.recurrent_bias = np.asarray(w.recurrent_bias, dtype=dtype) if separate else None
         self.mode = "general"
         if layer.kind == "LSTM":
             # Internal gate order i, f, o, c: the three recurrent-activation gates are contiguous.
@@ -795,7 +827,10 @@ class CompiledRecurrent:
         sequence = np.empty((n, total, U), dtype=dtype) if keep_sequence else None
         pre_wanted = record and self.options.pre_activation
         step = self._step_function()
-        chunk = max(1, int(self.options.chunk))
+        # Steps per block: options.chunk, fewer for wide batches so that a block's gate buffer
+        # stays around CHUNK_BYTES (a 256-sequence batch would otherwise allocate hundreds of MB).
+        step_bytes = n * self.kernel.shape[1] * self.dtype.itemsize
+        chunk = max(1, min(int(self.options.chunk), max(16, CHUNK_BYTES // max(step_bytes, 1))))
         last_output = np.zeros((n, U), dtype=dtype)
         for start in range(0, total, chunk):
             idx = order[start : start + chunk]
@@ -1067,7 +1102,8 @@ class RecurrentOp(Op):
     def run(self, inputs, ctx):
         tensor = inputs[0]
         return_sequences = self.layer.return_sequences
-        yield from self.scan(tensor, ctx, inputs[1:], return_sequences, self.zero_output_for_mask)
+        keep = return_sequences and self.name not in ctx.unused
+        yield from self.scan(tensor, ctx, inputs[1:], keep, self.zero_output_for_mask)
         c = self.compiled
         if return_sequences:
             # Keras passes the input mask on unchanged, even for go_backwards outputs.
@@ -1094,10 +1130,14 @@ class BidirectionalOp(Op):
         return_sequences = self.forward.layer.return_sequences
         # Keras zeroes a Bidirectional's outputs at masked steps when it returns sequences.
         zero = return_sequences
-        yield from self.forward.scan(tensor, ctx, states[:half], return_sequences, zero)
+        keep = return_sequences and self.name not in ctx.unused
+        yield from self.forward.scan(tensor, ctx, states[:half], keep, zero)
         f_seq, f_last, f_state = self.forward.compiled.sequence, self.forward.compiled.last_output, self.forward.compiled.last_state
-        yield from self.backward.scan(tensor, ctx, states[half:], return_sequences, zero)
+        yield from self.backward.scan(tensor, ctx, states[half:], keep, zero)
         b_seq, b_last, b_state = self.backward.compiled.sequence, self.backward.compiled.last_output, self.backward.compiled.last_state
+        if return_sequences and not keep:  # nothing reads the merged sequence in this run
+            ctx.outputs[self.name] = []
+            return
         if return_sequences:
             if self.backward.layer.go_backwards:
                 b_seq = b_seq[:, ::-1]  # back into input order

@@ -6,7 +6,8 @@ does I/O.
 
 Published column orders (public API, keep them):
 
-* ``weights``: ``layer,tensor,gate,unit,source,value,path,column``;
+* ``weights``: ``layer,tensor,gate,unit,source,value,path,column,row`` (``column``
+  and ``row`` locate the value in the stored dataset; ``row`` is empty for 1-D biases);
 * ``trace`` long: ``sequence,layer,t,unit,`` + gate columns (LSTM ``i,f,c,o,
   cell,hidden``; GRU ``z,r,c,hidden``; SimpleRNN ``hidden``; the union, in
   order of first appearance, when kinds are mixed) + ``z_<gate>`` with
@@ -28,7 +29,7 @@ from .model import RecurrentLayer
 from .tracing import TraceBlock
 from .weights import GateBlock
 
-WEIGHT_COLUMNS = ["layer", "tensor", "gate", "unit", "source", "value", "path", "column"]
+WEIGHT_COLUMNS = ["layer", "tensor", "gate", "unit", "source", "value", "path", "column", "row"]
 TRACE_KEYS = ["sequence", "layer", "t", "unit"]
 
 
@@ -57,16 +58,19 @@ def weight_blocks(blocks: Iterable[GateBlock]) -> Iterator[Block]:
             rows = values.shape[0]
             unit = np.repeat(np.arange(units), rows)
             source = np.tile(np.arange(rows), units)
-            flat = values.T.reshape(-1)
-            column = gb.first_column + unit
         else:  # (U,): bias
             unit = np.arange(units)
             source = np.ma.masked_all(units, dtype=np.int64)
-            flat = values
-            column = gb.first_column + unit
+        # Transposed so that each unit's values are consecutive.
+        flat = values.T.reshape(-1)
+        column = np.asarray(gb.stored_columns).T.reshape(-1)
+        if gb.stored_rows is None:
+            row = np.ma.masked_all(flat.shape[0], dtype=np.int64)
+        else:
+            row = np.asarray(gb.stored_rows).T.reshape(-1)
         yield Block(
             list(WEIGHT_COLUMNS),
-            [gb.layer, gb.tensor, gb.gate, unit, source, flat, gb.path, column],
+            [gb.layer, gb.tensor, gb.gate, unit, source, flat, gb.path, column, row],
         )
 
 

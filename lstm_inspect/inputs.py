@@ -184,13 +184,24 @@ def _read_csv(stream: io.RawIOBase, label: str, options: CsvOptions, dtype) -> l
                 na_values=[""],
                 low_memory=False,
             )
-            chunks = []
+            # Each chunk of rows is converted to `dtype` as it is read, so that a long input is
+            # never held as float64 (nor twice): the parsed text of one chunk at a time.
+            parts: list[NDArray] = []
+            id_parts: list = []
             line_offset = 2 if header else 1  # file line of the first data row
             names: list[str] | None = None
+            rows_read = 0
             for chunk in reader:
                 if names is None:
                     names = [str(c) for c in chunk.columns]
-                chunks.append(chunk)
+                    column_labels = names if header else [str(i + 1) for i in range(len(names))]
+                    seq_index, feature_idx = _column_roles(options, column_labels, label, header, chunk.shape[1])
+                chunk.columns = list(range(chunk.shape[1]))
+                parts.append(_numeric_block(chunk, feature_idx, column_labels, label, line_offset + rows_read, dtype))
+                if seq_index is not None:
+                    id_parts.append(chunk[seq_index])
+                rows_read += len(chunk)
+                del chunk
     except pd.errors.EmptyDataError:
         raise InputDataError(f"{label}: the input is empty") from None
     except pd.errors.ParserError as exc:
@@ -203,28 +214,15 @@ def _read_csv(stream: io.RawIOBase, label: str, options: CsvOptions, dtype) -> l
         raise InputDataError(f"{label}: not UTF-8 text (is it a CSV file?)") from None
     except (ValueError, MemoryError, OverflowError) as exc:
         raise InputDataError(f"{label}: cannot be parsed as CSV ({str(exc).splitlines()[0][:160]})") from None
-    if not chunks or sum(len(c) for c in chunks) == 0:
+    if rows_read == 0:
         if header:
             raise InputDataError(f"{label}: only a header row, no data rows")
         raise InputDataError(f"{label}: the input is empty")
-    names = names or []
-    column_labels = names if header else [str(i + 1) for i in range(len(names))]
-    frame = chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
-    del chunks
-    frame.columns = list(range(frame.shape[1]))
-    seq_index = None
-    if options.sequence_column:
-        seq_index = _column_index(options.sequence_column, column_labels, label, header)
-    if options.columns:
-        feature_idx = [_column_index(name, column_labels, label, header) for name in options.columns]
-    else:
-        feature_idx = [i for i in range(frame.shape[1]) if i != seq_index]
-    if not feature_idx:
-        raise InputDataError(f"{label}: no feature columns")
-    values = _numeric_block(frame, feature_idx, column_labels, label, line_offset, dtype)
+    values = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    del parts
     if seq_index is None:
         return [InputSequence(0, values)]
-    ids = frame[seq_index]
+    ids = id_parts[0] if len(id_parts) == 1 else pd.concat(id_parts, ignore_index=True)
     missing = ids.isna().to_numpy()
     if missing.any():
         row = int(np.flatnonzero(missing)[0])
@@ -238,6 +236,20 @@ def _read_csv(stream: io.RawIOBase, label: str, options: CsvOptions, dtype) -> l
     return [
         InputSequence(converted[k], values[order[bounds[k] : bounds[k + 1]]]) for k in range(len(uniques))
     ]
+
+
+def _column_roles(options: CsvOptions, column_labels: list[str], label: str, header: bool, count: int):
+    """(index of the sequence-id column or None, indices of the feature columns)."""
+    seq_index = None
+    if options.sequence_column:
+        seq_index = _column_index(options.sequence_column, column_labels, label, header)
+    if options.columns:
+        feature_idx = [_column_index(name, column_labels, label, header) for name in options.columns]
+    else:
+        feature_idx = [i for i in range(count) if i != seq_index]
+    if not feature_idx:
+        raise InputDataError(f"{label}: no feature columns")
+    return seq_index, feature_idx
 
 
 def _maybe_ints(values: list) -> list:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .config import (
     Edge,
@@ -87,6 +87,16 @@ class Model:
     weights: dict[str, dict[str, StoredArray]]
     warnings: list[str] = field(default_factory=list)
     _recurrent: list[RecurrentLayer] | None = field(default=None, repr=False)
+    # Called with each warning as it arises (the CLI prints them to stderr); None: collect only.
+    on_warning: Callable[[str], None] | None = field(default=None, repr=False)
+
+    def warn(self, message: str) -> None:
+        """Record a warning once (and pass it to ``on_warning``)."""
+        if message in self.warnings:
+            return
+        self.warnings.append(message)
+        if self.on_warning is not None:
+            self.on_warning(message)
 
     @property
     def keras_version(self) -> str | None:
@@ -155,7 +165,7 @@ def load_model(path: str) -> Model:
     if model_file.config is None:
         model.warnings.append(
             f"{label}: weights-only file (no model config): layer kinds are recognised from the "
-            "weights; activations are unknown"
+            "weights; activations and return_sequences are not recorded"
         )
     return model
 
@@ -209,7 +219,7 @@ class _Binder:
             return
         named: dict[str, StoredArray] = {}
         for array in arrays:
-            key = canonical_name(array.name)
+            key = _keras1_key(canonical_name(array.name), spec)
             if key in named:  # e.g. two "kernel"s: keep both distinguishable
                 key = f"{key}#{sum(k.split('#')[0] == key for k in named)}"
             named[key] = array
@@ -261,6 +271,21 @@ class _Binder:
             named[key] = array
         if named:
             self.weights[spec.name] = named
+
+
+# Keras 1 named weights after their layer ("dense_1_W", "lstm_1_U_f"); these are the
+# short names' meanings for layers that are not recurrent.
+_KERAS1_PLAIN = {"Dense": {"W": "kernel", "b": "bias"}, "Embedding": {"W": "embeddings"}}
+
+
+def _keras1_key(key: str, spec: LayerSpec) -> str:
+    """``lstm_1_W_i`` -> ``W_i`` and ``dense_1_W`` -> ``kernel``; other names unchanged."""
+    name = spec.keras_name
+    for prefix in (f"forward_{name}_", f"backward_{name}_", f"{name}_"):
+        if key.startswith(prefix) and len(key) > len(prefix):
+            short = key[len(prefix):]
+            return _KERAS1_PLAIN.get(spec.class_name, {}).get(short, short)
+    return key
 
 
 def _var_names(spec: LayerSpec) -> tuple[str, ...]:
@@ -504,9 +529,11 @@ def _recurrent_layer(model: Model, spec: LayerSpec, name: str, wrapper: str | No
         where=where,
     )
     activation = activation_name(spec.get("activation", "tanh"))
-    recurrent_activation = activation_name(spec.get("recurrent_activation", _default_recurrent_activation(model)))
+    recurrent_activation = activation_name(spec.get("recurrent_activation", default_recurrent_activation(model)))
     if spec.config.get("_guessed"):
         activation = recurrent_activation = None
+    if kind in ("CuDNNLSTM", "CuDNNGRU"):  # cuDNN's kernels are fixed to these
+        activation, recurrent_activation = "tanh", "sigmoid"
     return RecurrentLayer(
         name=name,
         spec=spec,
@@ -514,7 +541,8 @@ def _recurrent_layer(model: Model, spec: LayerSpec, name: str, wrapper: str | No
         activation=activation,
         recurrent_activation=recurrent_activation,
         go_backwards=bool(spec.get("go_backwards", False)),
-        return_sequences=bool(spec.get("return_sequences", False)),
+        # Unknown in weights-only files: a replay then passes the whole sequence on.
+        return_sequences=bool(spec.get("return_sequences", False) if spec.get("return_sequences") is not None else True),
         stateful=bool(spec.get("stateful", False)),
         use_bias=bool(use_bias),
         wrapper=wrapper,
@@ -522,7 +550,7 @@ def _recurrent_layer(model: Model, spec: LayerSpec, name: str, wrapper: str | No
     )
 
 
-def _default_recurrent_activation(model: Model) -> str:
+def default_recurrent_activation(model: Model) -> str:
     """Keras 1 and Keras 2.0-2.2 defaulted to hard_sigmoid, later versions to sigmoid."""
     version = model.keras_version or ""
     parts = [int(p) for p in re.findall(r"\d+", version)[:2]] or [0]

@@ -630,10 +630,10 @@ class BlockFormatter:
     an array (all of the same length) or a scalar repeated on every row.
     """
 
-    def __init__(self, columns: Sequence[str], style: RowStyle, chunk_rows: int = CHUNK_ROWS) -> None:
+    def __init__(self, columns: Sequence[str], style: RowStyle, chunk_rows: int | None = None) -> None:
         self.columns = list(columns)
         self.style = style
-        self.chunk_rows = max(1, int(chunk_rows))
+        self.chunk_rows = max(1, int(chunk_rows or CHUNK_ROWS))
         self.prefixes = style.prefixes(self.columns)
         self.nan, self.inf = _tokens(style.name)
         self._key = None

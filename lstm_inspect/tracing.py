@@ -59,7 +59,7 @@ def trace_blocks(
     width = _values_per_step(model, selected, program.options)
     states = dict(initial_states or {})
     for batch in _batches(sequences, stateful, width, np.dtype(program.options.dtype).itemsize):
-        x = np.stack([s.values for s in batch])
+        x = _stack(batch)
         ids = [s.id for s in batch]
         run = program.run(x, trace=selected, states=_broadcast(states, len(batch)), stop_after=selected)
         if len(batch) == 1:
@@ -72,6 +72,13 @@ def trace_blocks(
                     yield TraceBlock([seq_id], _select_sequence(block, n))
         if stateful:
             states = run.final_states
+
+
+def _stack(batch: Sequence[InputSequence]) -> NDArray:
+    """(N, T, F); a lone sequence is not copied (on a long input it is the largest array)."""
+    if len(batch) == 1:
+        return batch[0].values[None]
+    return np.stack([s.values for s in batch])
 
 
 def _owned(run) -> Iterator[StepBlock]:
@@ -148,7 +155,7 @@ def predict_batches(
     program.input_spec.check(sequences)
     states = dict(initial_states or {})
     for batch in _batches(sequences, stateful, 1, 1):
-        x = np.stack([s.values for s in batch])
+        x = _stack(batch)
         run = program.run(x, trace=[], states=_broadcast(states, len(batch)))
         for _ in run:
             pass

@@ -31,8 +31,9 @@ class GateBlock:
     path: str  # where the stored tensor lives in the file
     stored_shape: tuple[int, ...]
     columns: str  # the slice of the stored tensor, e.g. "[:, 8:12]"
-    first_column: int  # column index of unit 0 in the stored tensor
     values: NDArray  # (rows, U) for kernels, (U,) for biases
+    stored_rows: NDArray | None  # stored row of each value (values' shape); None for 1-D tensors
+    stored_columns: NDArray  # stored column of each value (values' shape)
 
     @property
     def unit_count(self) -> int:
@@ -83,33 +84,21 @@ def label_weights(
 def layer_gate_blocks(layer: RecurrentLayer, gates: Sequence[str] | None = None) -> Iterator[GateBlock]:
     w = layer.weights
     for tensor, array in w.tensors():
-        source = w.sources.get(tensor)
-        path = source.path if source is not None else ""
-        stored = tuple(source.array.shape) if source is not None else tuple(array.shape)
-        # A GRU's (2, 3U) bias holds the input bias in row 0 and the recurrent one in row 1.
-        row_prefix = ""
-        if len(stored) == 2 and tensor in ("bias", "recurrent_bias"):
-            row_prefix = "0, " if tensor == "bias" else "1, "
         for gate in w.gates:
             if gates and gate not in gates:
                 continue
-            cols = w.columns(gate)
-            if array.ndim == 2:
-                text = f"[:, {cols.start}:{cols.stop}]"
-                values = array[:, cols]
-            else:
-                text = f"[{row_prefix}{cols.start}:{cols.stop}]"
-                values = array[cols]
+            where = w.location(tensor, gate)
             yield GateBlock(
                 layer=layer.name,
                 kind=layer.kind,
                 tensor=tensor,
                 gate=gate,
-                path=path,
-                stored_shape=stored,
-                columns=text,
-                first_column=cols.start,
-                values=values,
+                path=where.path,
+                stored_shape=where.shape,
+                columns=where.text,
+                values=array[..., w.columns(gate)],
+                stored_rows=where.rows,
+                stored_columns=where.columns,
             )
 
 

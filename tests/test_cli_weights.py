@@ -23,7 +23,7 @@ from conftest import (
     run_cli_many,
 )
 
-WEIGHT_COLUMNS = ["layer", "tensor", "gate", "unit", "source", "value", "path", "column"]
+WEIGHT_COLUMNS = ["layer", "tensor", "gate", "unit", "source", "value", "path", "column", "row"]
 
 
 def _ok(result) -> str:

@@ -92,7 +92,8 @@ def test_weights_carry_the_stored_values(entry):
         )
         kernel_rows = [r for r in layer_rows if r["tensor"] == "kernel"]
         features = len(kernel_rows) // (directions * gates * units)
-        bias_rows = 2 if recurrent.get("reset_after") else 1  # a reset_after GRU has two biases
+        # A reset_after GRU and a cuDNN layer keep two biases (input and recurrent).
+        bias_rows = 2 if recurrent.get("reset_after") or "CuDNN" in recurrent["class"] else 1
         recurrent_values += directions * (features + units + bias_rows) * gates * units
     assert len(rows) == recurrent_values
     # Every row whose stored tensor is kept in Keras' plain layout (not CuDNN's).

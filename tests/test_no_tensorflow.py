@@ -19,7 +19,7 @@ import pytest
 from conftest import ROOT, SAMPLES, run_cli, run_cli_many
 
 BLOCKED = ("tensorflow", "keras", "tf_keras")
-WEIGHT_HEADER = ["layer", "tensor", "gate", "unit", "source", "value", "path", "column"]
+WEIGHT_HEADER = ["layer", "tensor", "gate", "unit", "source", "value", "path", "column", "row"]
 
 
 def _samples() -> list:

@@ -31,7 +31,7 @@ import lstm_inspect as li
 from lstm_inspect.errors import ModelFileError, UsageProblem
 
 # The published column order of `weights` (issue 2): a layout contract.
-WEIGHT_COLUMNS = ["layer", "tensor", "gate", "unit", "source", "value", "path", "column"]
+WEIGHT_COLUMNS = ["layer", "tensor", "gate", "unit", "source", "value", "path", "column", "row"]
 
 
 def _stored_tensor(path, block_path: str) -> np.ndarray:
@@ -84,7 +84,11 @@ def test_every_gate_block_is_the_keras_slice(saved_model, kind, backend, suffix)
             assert block.kind == type(layer).__name__
             assert block.values.dtype == np.float32
             np.testing.assert_array_equal(block.values, want, err_msg=f"{name} {block.tensor} {block.gate}")
-            assert block.first_column == g * units
+            # Keras' own layout: each value is stored at its canonical column (and row).
+            stored_columns = np.broadcast_to(np.arange(g * units, (g + 1) * units), block.values.shape)
+            np.testing.assert_array_equal(block.stored_columns, stored_columns)
+            if block.values.ndim == 2:
+                np.testing.assert_array_equal(block.stored_rows, np.indices(block.values.shape)[0])
 
 
 @pytest.mark.parametrize("kind,backend,suffix", kind_format_params())

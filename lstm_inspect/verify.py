@@ -10,6 +10,7 @@ alone, as for files Keras cannot load.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -61,9 +62,10 @@ def verify(
 ) -> VerifyResult:
     """Compare the NumPy replay of every top-level layer with Keras' own outputs."""
     options = options or ReplayOptions()
-    keras_mod, keras_name = _import_keras(model)
-    keras_model, note = _load_with_keras(model, keras_mod, keras_name)
-    program = compile_model(model, options)
+    program = compile_model(model, options)  # before TensorFlow: a model we cannot replay stops here
+    with _quiet_stderr():
+        keras_mod, keras_name = _import_keras(model)
+        keras_model, note = _load_with_keras(model, keras_mod, keras_name)
     comparable = _comparable_layers(model, keras_model)
     stateful_steps = _stateful_piece_length(model)
     if stateful_steps:
@@ -87,7 +89,8 @@ def verify(
             pass
         if stateful_steps:
             states = run.final_states
-        expected = _keras_outputs(probe, x, program) if probe is not None else {}
+        with _quiet_stderr():
+            expected = _keras_outputs(probe, x, program) if probe is not None else {}
         for name, outputs in run.layer_outputs.items():
             for index, value in enumerate(outputs):
                 key = (name, index)
@@ -115,6 +118,23 @@ def verify(
                 checks.append(LayerCheck(spec.name, index, shapes[key], None, f"not compared: {reason}"))
     version = f"{keras_name} {getattr(keras_mod, '__version__', '?')}" if keras_model is not None else None
     return VerifyResult(checks, tolerance, version, note)
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence TensorFlow's C++ start-up logging (it writes to fd 2 directly); errors still raise."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _count_outputs(shapes: dict, name: str) -> int:

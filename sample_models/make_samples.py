@@ -109,6 +109,27 @@ def build_keras3() -> None:
     _save_csv("embedding_lstm", tokens, ["token"])
 
 
+def build_gru() -> None:
+    """A GRU feeding a SimpleRNN: the other two recurrent kinds, traced together."""
+    import keras
+    from keras import layers
+
+    model = keras.Sequential(
+        [
+            keras.Input((None, 2)),
+            layers.GRU(4, return_sequences=True, name="gru"),
+            layers.SimpleRNN(3, name="rnn"),
+            layers.Dense(1, name="out"),
+        ],
+        name="gru_rnn",
+    )
+    _randomise(model, seed=31)
+    model.save(os.path.join(HERE, "gru_rnn.keras"))
+    model.save(os.path.join(HERE, "gru_rnn.h5"))
+    rng = np.random.default_rng(31)
+    _save_csv("gru_rnn", np.round(rng.normal(size=(6, 2)), 4), ["x0", "x1"])
+
+
 def build_keras2() -> None:
     import tf_keras as keras
     from tf_keras import layers
@@ -129,6 +150,7 @@ def build_keras2() -> None:
 
 if __name__ == "__main__":
     build_keras3()
+    build_gru()
     build_keras2()
     for name in sorted(os.listdir(HERE)):
         if name.endswith((".h5", ".keras", ".csv")):

@@ -34,15 +34,18 @@ in CSV and ``null`` in JSON; infinities are ``inf`` / ``-inf`` in CSV and
 from __future__ import annotations
 
 import json
+import math
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, Sequence
+from typing import BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
 
 FLOAT_WIDTH = 16  # a float32 unit: separator + up to 15 characters
-CHUNK_ROWS = 8192  # rows formatted at once: the work buffers stay in the CPU caches
+CHUNK_ROWS = 4096  # rows formatted at once: the work buffers stay in the CPU caches
+FLOAT_BATCH = 6 * CHUNK_ROWS  # float32 values formatted at once (neighbouring columns together)
 UNIT = 16  # bytes per unit
 _ZERO = ord("0")
 _U64 = np.uint64
@@ -374,7 +377,7 @@ def _float_writer(size: int) -> _Float32Writer:
 def _write_float32(values: NDArray, lo, hi, length, sep: int, nan: bytes, inf: tuple[bytes, bytes]) -> None:
     """Write float32 text into the unit words ``lo`` / ``hi`` (and ``length``), CHUNK_ROWS values at a time."""
     values = np.ascontiguousarray(values, dtype=np.float32).ravel()
-    writer = _float_writer(min(values.shape[0], CHUNK_ROWS))
+    writer = _float_writer(min(values.shape[0], FLOAT_BATCH))
     for start in range(0, values.shape[0], writer.size):
         stop = start + writer.size
         writer.write(values[start:stop], lo[start:stop], hi[start:stop],
@@ -454,7 +457,7 @@ def format_float64(values: NDArray, nan: bytes = b"", inf: tuple[bytes, bytes] =
 
 
 def _float64_text(x: float, nan: bytes, inf: tuple[bytes, bytes]) -> bytes:
-    if x != x:
+    if math.isnan(x):
         return nan
     if x in (float("inf"), float("-inf")):
         return inf[0] if x > 0 else inf[1]
@@ -483,9 +486,13 @@ _INT_POW = 10 ** np.arange(18, -1, -1, dtype=np.int64)  # 10^18 .. 10^0
 
 def format_int(values: NDArray) -> NDArray[np.uint8]:
     """Integers as decimal digits, (M, width) left-aligned and NUL-padded."""
-    v = np.asarray(values).astype(np.int64, copy=False).ravel()
+    v = np.asarray(values).ravel()
     if v.size == 0:
         return np.zeros((0, 1), dtype=np.uint8)
+    if (v.dtype == np.uint64 and v.max() > np.iinfo(np.int64).max) or (v.dtype == np.int64 and v.min() == np.iinfo(np.int64).min):
+        # Beyond what the int64 digit arithmetic below holds (integer tensors in a crafted file).
+        return format_text(v.astype(object), "csv")
+    v = v.astype(np.int64, copy=False)
     neg = v < 0
     a = np.abs(v)
     top = int(a.max())
@@ -588,7 +595,7 @@ def _scalar_text(column, style: str) -> bytes:
     return bytes(cells[0]).rstrip(b"\0")
 
 
-def format_field(column: NDArray | str | int | float, rows: int, style: str) -> NDArray[np.uint8]:
+def format_field(column: NDArray | str | float, rows: int, style: str) -> NDArray[np.uint8]:
     """One column of a block as a (rows, width) byte matrix, left-aligned and NUL-padded; scalars are repeated."""
     nan, inf = _tokens(style)
     text_style = "json" if style != "csv" else "csv"
@@ -640,6 +647,7 @@ class BlockFormatter:
         self._units: NDArray[np.uint64] | None = None  # (rows, units, 2)
         self._lengths: NDArray[np.int64] | None = None  # (rows, units)
         self._out: NDArray[np.uint8] | None = None
+        self._floats: tuple | None = None  # float text before it goes into the units
         self._scalars: dict = {}  # scalar column value -> its text
         self._tables: dict = {}  # (low, high, prefix, token) -> integer units
 
@@ -650,8 +658,7 @@ class BlockFormatter:
 
     def write(self, stream: BinaryIO, data: Sequence) -> None:
         """Write the text of one block to ``stream``."""
-        for view in self._chunks(data):
-            stream.write(view.data)
+        stream.writelines(view.data for view in self._chunks(data))
 
     def _chunks(self, data: Sequence) -> Iterator[NDArray[np.uint8]]:
         rows = _row_count(data)
@@ -683,7 +690,10 @@ class BlockFormatter:
             if array.dtype in (np.float32, np.float16) and not isinstance(array, np.ma.MaskedArray):
                 sep = pending[-1] if pending else 0
                 self._add_const(plan, pending[:-1])
-                plan.append(("f32", array, sep))
+                if plan and plan[-1][0] == "f32" and plan[-1][2] == sep:  # neighbours: formatted in one go
+                    plan[-1][1].append(array)
+                else:
+                    plan.append(("f32", [array], sep))
                 pending = b""
                 continue
             if array.dtype == np.bool_ or array.dtype.kind in "iu":
@@ -706,6 +716,11 @@ class BlockFormatter:
         self._add_const(plan, pending)
         return plan
 
+    def _float_buffers(self, size: int) -> tuple[NDArray[np.uint64], NDArray[np.uint64], NDArray[np.int64]]:
+        if self._floats is None or self._floats[0].shape[0] < size:
+            self._floats = (np.empty(size, np.uint64), np.empty(size, np.uint64), np.empty(size, np.int64))
+        return tuple(buffer[:size] for buffer in self._floats)
+
     @staticmethod
     def _add_const(plan: list, text: bytes) -> None:
         for start in range(0, len(text), UNIT):
@@ -713,9 +728,8 @@ class BlockFormatter:
 
     def _format_chunk(self, data: Sequence, rows: int) -> NDArray[np.uint8]:
         plan = self._plan(data, rows)
-        count = sum(p[1].shape[1] // UNIT if p[0] == "cells" else 1 for p in plan)
-        key = (tuple(p[1] if p[0] == "const" else (p[0], p[1].shape[1] if p[0] == "cells" else 0) for p in plan),
-               self.chunk_rows)
+        count = sum(_unit_count(p) for p in plan)
+        key = (tuple(p[1] if p[0] == "const" else (p[0], _unit_count(p)) for p in plan), self.chunk_rows)
         if key != self._key:
             size = max(rows, self.chunk_rows)
             self._units = np.zeros((size, count, 2), dtype=np.uint64)
@@ -726,14 +740,22 @@ class BlockFormatter:
                 if p[0] == "const":
                     self._units[:, u] = _unit_words(p[1])
                     self._lengths[:, u] = len(p[1])
-                u += p[1].shape[1] // UNIT if p[0] == "cells" else 1
+                u += _unit_count(p)
             self._key = key
         units, lengths = self._units[:rows], self._lengths[:rows]
         u = 0
         for p in plan:
             kind = p[0]
             if kind == "f32":
-                _write_float32(p[1], units[:, u, 0], units[:, u, 1], lengths[:, u], p[2], self.nan, self.inf)
+                k = len(p[1])
+                values = p[1][0] if k == 1 else np.stack(p[1])  # (k, rows)
+                lo, hi, length = self._float_buffers(k * rows)
+                _write_float32(values, lo, hi, length, p[2], self.nan, self.inf)
+                units[:, u : u + k, 0] = lo.reshape(k, rows).T
+                units[:, u : u + k, 1] = hi.reshape(k, rows).T
+                lengths[:, u : u + k] = length.reshape(k, rows).T
+                u += k
+                continue
             elif kind == "table":
                 _, table, table_lengths, index = p
                 np.take(table, index, axis=0, out=units[:, u], mode="clip")
@@ -758,17 +780,34 @@ class BlockFormatter:
         return out[:total]
 
 
+def _unit_count(p: tuple) -> int:
+    if p[0] == "cells":
+        return p[1].shape[1] // UNIT
+    if p[0] == "f32":
+        return len(p[1])
+    return 1
+
+
+INT_WINDOW = 4096  # integer texts are made for aligned windows of values, kept from one chunk to the next
+
+
 def _int_table(array, prefix: bytes, nan: bytes, cache: dict | None = None):
     """Integers with a small range: (units, lengths, index) with each distinct value's text once; else None."""
     masked = isinstance(array, np.ma.MaskedArray)
     missing = np.ma.getmaskarray(array) if masked else None
-    v = (array.filled(0) if masked else array).astype(np.int64, copy=False).ravel()
-    if v.size == 0:
+    raw = (array.filled(0) if masked else array).ravel()
+    if raw.size == 0 or (raw.dtype == np.uint64 and raw.max() > np.iinfo(np.int64).max):
         return None
+    v = raw.astype(np.int64, copy=False)
     low, high = int(v.min()), int(v.max())
+    if low < -(1 << 62) or high > 1 << 62:  # near the int64 limits (integer tensors in a crafted file)
+        return None
     if high - low > max(4096, 2 * v.shape[0]):
         return None
     with_token = missing is not None and bool(missing.any())
+    if high - low < INT_WINDOW:  # a table for the one or two windows around, reused by the next chunks
+        low = low // INT_WINDOW * INT_WINDOW
+        high = max(high, low + 2 * INT_WINDOW - 1)
     key = (low, high, prefix, nan if with_token else None)
     made = cache.get(key) if cache is not None else None
     if made is None:

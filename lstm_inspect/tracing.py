@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .engine import Program, ReplayOptions, StepBlock, compile_model
-from .errors import UsageProblem
+from .errors import ModelFileError, UsageProblem
 from .inputs import InputSequence
 from .model import Model, RecurrentLayer
 
@@ -58,10 +58,13 @@ def trace_blocks(
     program.input_spec.check(sequences)
     width = _values_per_step(model, selected, program.options)
     states = dict(initial_states or {})
+    _check_state_rows(states, len(sequences), stateful)
+    start = 0
     for batch in _batches(sequences, stateful, width, np.dtype(program.options.dtype).itemsize):
         x = _stack(batch)
         ids = [s.id for s in batch]
-        run = program.run(x, trace=selected, states=_broadcast(states, len(batch)), stop_after=selected)
+        run = program.run(x, trace=selected, states=_broadcast(states, start, len(batch)), stop_after=selected)
+        start += len(batch)
         if len(batch) == 1:
             for block in run:
                 yield TraceBlock(ids, block)
@@ -95,17 +98,30 @@ def _select_sequence(block: StepBlock, n: int) -> StepBlock:
     )
 
 
-def _broadcast(states: Mapping[str, Sequence[NDArray]], n: int) -> dict[str, list[NDArray]]:
+def _check_state_rows(states: Mapping[str, Sequence[NDArray]], total: int, stateful: bool) -> None:
+    """Initial states are (U,) or (1, U) for every sequence, or (N, U) one row per sequence:
+    checked against the whole input before anything is replayed or written."""
+    for name, arrays in states.items():
+        for array in arrays:
+            rows = np.shape(array)[0] if np.ndim(array) == 2 else 1
+            if rows == 1:
+                continue
+            if stateful:
+                raise UsageProblem(f"initial state for '{name}' has {rows} rows; with --stateful it is one row "
+                                   "(the state before the first sequence)")
+            if rows != total:
+                raise UsageProblem(f"initial state for '{name}' has {rows} rows; the input has {total} sequence(s)")
+
+
+def _broadcast(states: Mapping[str, Sequence[NDArray]], start: int, n: int) -> dict[str, list[NDArray]]:
+    """The initial states of sequences ``start`` .. ``start + n - 1`` (one row each, or one for all)."""
     result = {}
     for name, arrays in states.items():
         fixed = []
         for array in arrays:
             array = np.asarray(array)
-            if array.ndim == 2 and array.shape[0] != n:
-                if array.shape[0] == 1:
-                    array = array[0]
-                else:
-                    raise UsageProblem(f"initial state for '{name}' has {array.shape[0]} rows; replaying {n} sequence(s)")
+            if array.ndim == 2:
+                array = array[0] if array.shape[0] == 1 else array[start : start + n]
             fixed.append(array)
         result[name] = fixed
     return result
@@ -151,12 +167,17 @@ def predict_batches(
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
 ) -> Iterator[tuple[list, list[NDArray]]]:
     """The model's outputs per batch of sequences: (ids, [output arrays])."""
+    if not model.graph.outputs:
+        raise ModelFileError(f"{model.label}: the model config names no output layer, so there is nothing to predict")
     program = compile_model(model, options)
     program.input_spec.check(sequences)
     states = dict(initial_states or {})
+    _check_state_rows(states, len(sequences), stateful)
+    start = 0
     for batch in _batches(sequences, stateful, 1, 1):
         x = _stack(batch)
-        run = program.run(x, trace=[], states=_broadcast(states, len(batch)))
+        run = program.run(x, trace=[], states=_broadcast(states, start, len(batch)))
+        start += len(batch)
         for _ in run:
             pass
         yield [s.id for s in batch], run.outputs

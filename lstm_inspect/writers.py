@@ -8,19 +8,14 @@
   and renames it over the target only when the command succeeds, so a failed
   run never leaves a partial file nor replaces a good one.
 * Blocks are written as they arrive, so memory stays flat however many rows.
-  They are produced (the replay) in a second thread while the previous ones
-  are formatted and written: NumPy and the file writes release the GIL, so
-  on two cores the replay and the output overlap (``prefetch``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import sys
 import tempfile
-import threading
 from typing import BinaryIO, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -100,7 +95,6 @@ def open_output(path: str | None, protect: Sequence[str] = ()) -> Iterator[Binar
 
 def write_blocks(blocks: Iterable[Block], columns: Sequence[str], fmt: str, stream: BinaryIO) -> int:
     """Write blocks in ``fmt`` (csv, json, ndjson, parquet); return the number of rows."""
-    blocks = prefetch(blocks)
     if fmt == "parquet":
         return _write_parquet(blocks, columns, stream)
     rows = 0
@@ -135,58 +129,6 @@ def write_blocks(blocks: Iterable[Block], columns: Sequence[str], fmt: str, stre
         stream.write(b"\n]\n" if rows else b"]\n")
         return rows
     raise UsageProblem(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
-
-
-PREFETCH_BLOCKS = 2  # blocks produced ahead of the writer (memory: a few MB each)
-
-
-def prefetch(items: Iterable, depth: int = PREFETCH_BLOCKS) -> Iterator:
-    """Iterate over ``items`` in a background thread, ``depth`` items ahead of the caller.
-
-    Exceptions raised while producing reach the caller at the same point of the
-    sequence.  If the caller stops early (an error, a closed pipe), the producer
-    stops at its next item.
-    """
-    if depth <= 0 or (os.cpu_count() or 1) < 2:
-        yield from items
-        return
-    slots: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        slots.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            outcome = (done, None)
-        except BaseException as exc:  # handed to the consumer, raised there
-            outcome = (done, exc)
-        while not stop.is_set():
-            try:
-                slots.put(outcome, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    worker = threading.Thread(target=produce, name="lstm-inspect-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item, error = slots.get()
-            if item is done:
-                if error is not None:
-                    raise error
-                return
-            yield item
-    finally:
-        stop.set()
 
 
 def _for_block(formatter: BlockFormatter, block: Block) -> BlockFormatter:

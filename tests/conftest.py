@@ -29,7 +29,18 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_models"
-WILD = ROOT.parent / "shared" / "wild_models"
+def _wild_models() -> Path:
+    """The shared real-world corpus: ../shared/wild_models beside the checkout (or
+    LSTM_INSPECT_WILD_MODELS); tests that need it skip, saying so, when it is absent."""
+    candidates = [os.environ.get("LSTM_INSPECT_WILD_MODELS"), ROOT.parent / "shared" / "wild_models",
+                  "/work/shared/wild_models"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "manifest.json").exists():
+            return Path(candidate)
+    return ROOT.parent / "shared" / "wild_models"
+
+
+WILD = _wild_models()
 CLI = [sys.executable, "-m", "lstm_inspect"]
 
 STEPS = 7
@@ -430,3 +441,11 @@ def run_cli_many(commands: list[tuple], env: dict | None = None) -> list[subproc
 
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         return list(pool.map(lambda args: run_cli(*args, env=env), commands))
+
+
+def pytest_addoption(parser):
+    """``--fuzz-seconds`` / ``--fuzz-seed`` for tests/test_fuzz.py (``make fuzz`` gives it a minute)."""
+    parser.addoption("--fuzz-seconds", type=float, default=10.0,
+                     help="time budget of tests/test_fuzz.py, shared by its targets (default 10)")
+    parser.addoption("--fuzz-seed", type=int, default=None,
+                     help="seed of the fuzz mutations (default: a new one each run, printed with any finding)")

@@ -85,7 +85,7 @@ def test_every_command_works_without_tensorflow(blocked_env, model):
     assert rows[0] == WEIGHT_HEADER and len(rows) > 1
     layer_rows = json.loads(_ok(layers))
     # Every labelled value is accounted for by the recurrent layers' parameter counts.
-    recurrent = [row for row in layer_rows if "LSTM" in row["class"] or "GRU" in row["class"]]
+    recurrent = [row for row in layer_rows if any(kind in row["class"] for kind in ("LSTM", "GRU", "SimpleRNN"))]
     assert recurrent and len(rows) - 1 == sum(row["params"] for row in recurrent)
     steps = list(csv.DictReader(io.StringIO(_ok(trace))))
     assert steps and {"sequence", "layer", "t", "unit", "hidden"} <= set(steps[0])

@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from .engine import ReplayOptions, compile_model, value_names
 from .inputs import CsvOptions, InputSequence, read_input
+from .errors import InputDataError
 from .model import Model, load_model
 from .tracing import predict_batches, trace_blocks
 from .weights import GateBlock, label_weights
@@ -61,6 +62,7 @@ def as_sequences(x: Any, csv: CsvOptions | None = None, dtype=np.float32, *, tok
     if isinstance(x, (list, tuple)) and x and isinstance(x[0], InputSequence):
         return list(x)
     array = np.asarray(x)
+    _check_array(array)
     if token_ids and array.ndim == 2:
         return [InputSequence(i, array[i][:, None]) for i in range(array.shape[0])]
     if array.ndim == 1:
@@ -69,7 +71,20 @@ def as_sequences(x: Any, csv: CsvOptions | None = None, dtype=np.float32, *, tok
         return [InputSequence(0, array)]
     if array.ndim == 3:
         return [InputSequence(i, array[i]) for i in range(array.shape[0])]
-    raise ValueError(f"input of shape {array.shape}; expected (T, F) or (N, T, F)")
+    raise InputDataError(f"input of shape {array.shape}; expected (T, F) or (N, T, F)")
+
+
+def _check_array(array: NDArray) -> None:
+    """An input array must hold finite numbers and at least one step (as a file's must)."""
+    if array.dtype.kind not in "fiub":
+        raise InputDataError(f"input array of dtype {array.dtype}; expected numbers")
+    if array.size == 0:
+        raise InputDataError(f"input array of shape {array.shape} holds no steps")
+    if array.dtype.kind == "f":
+        bad = ~np.isfinite(array)
+        if bad.any():
+            where = ", ".join(str(int(i)) for i in np.argwhere(bad)[0])
+            raise InputDataError(f"input[{where}] is {array[tuple(np.argwhere(bad)[0])]}: inputs must be finite numbers")
 
 
 def _model_sequences(model: Model, x: Any, options: ReplayOptions) -> list[InputSequence]:

@@ -16,7 +16,7 @@ import click
 from . import __version__
 from .errors import ExitStatus, LstmInspectError
 
-INTERNAL_ERROR = 3
+INTERNAL_ERROR = ExitStatus.INTERNAL
 
 
 class VerifyMismatch(Exception):
@@ -155,6 +155,7 @@ def layers(model_path: str, fmt: str | None, output: str | None) -> None:
     from .frames import Block
 
     model = _load(model_path)
+    model.recurrent_layers()  # check the recurrent weights against their config, as every command does
     rows = api.layer_rows(model)
     columns = list(rows[0].keys()) if rows else ["name"]
     title = f"{model.label}: {model.graph.class_name} saved by Keras {model.keras_version or 'unknown'}"
@@ -242,7 +243,7 @@ def trace(model_path, input_path, layer_names, units, gates, pre_activation, wid
     else:
         columns = TRACE_KEYS + list(spec.names) + (["masked"] if spec.masked else [])
         rows = long_blocks(blocks, spec, options.dtype)
-    _emit(fmt, output, columns, rows, [model_path, input_path],
+    _emit(fmt, output, columns, rows, [model_path, input_path, input_kw["initial_state"]],
           table=lambda console: _views().render_trace(blocks, spec, console))
 
 
@@ -283,7 +284,7 @@ def predict(model_path, input_path, fmt, output, **input_kw) -> None:
             rows.extend(zip(*data))
         _views().render_rows(columns, rows, console, title=f"{model.label}: predict")
 
-    _emit(fmt, output, columns, blocks(), [model_path, input_path], table=table)
+    _emit(fmt, output, columns, blocks(), [model_path, input_path, input_kw["initial_state"]], table=table)
 
 
 @cli.command(epilog=EPILOG)
@@ -314,7 +315,7 @@ def verify(model_path, input_path, tolerance, fmt, output, **input_kw) -> None:
     rows = verifying.result_rows(result)
     columns = verifying.VERIFY_COLUMNS
     block = Block(columns, [_object_column([row[c] for row in rows]) for c in columns])
-    _emit(fmt, output, columns, [block] if rows else [], [model_path, input_path],
+    _emit(fmt, output, columns, [block] if rows else [], [model_path, input_path, input_kw["initial_state"]],
           table=lambda console: _views().render_layers(rows, console, verifying.summary(result)))
     click.echo(verifying.summary(result), err=True)
     if result.mismatches:
@@ -352,7 +353,7 @@ def stats(model_path, input_path, layer_names, gates, sort, top, fmt, output, **
     options, sequences, states = _replay_setup(model, input_path, input_kw, False)
     results = compute_stats(model, sequences, layers=list(layer_names) or None, gates=gates, options=options,
                             stateful=input_kw["stateful"], initial_states=states)
-    _emit(fmt, output, STATS_COLUMNS, stats_blocks(results, sort, top, options.dtype), [model_path, input_path],
+    _emit(fmt, output, STATS_COLUMNS, stats_blocks(results, sort, top, options.dtype), [model_path, input_path, input_kw["initial_state"]],
           table=lambda console: _views().render_stats(results, console, sort, top))
 
 
@@ -389,7 +390,7 @@ def plot(model_path, input_path, output, fmt, kind, layer_names, gates, units, s
     options, sequences, states = _replay_setup(model, input_path, input_kw, False)
     figure = _api().draw(model, sequences, kind=kind, layers=list(layer_names) or None, gates=gates, units=units,
                          sequence=sequence_id, options=options, stateful=input_kw["stateful"], initial_states=states)
-    _save_binary(output, [model_path, input_path], lambda stream: _api().save_figure(figure, stream, fmt, dpi))
+    _save_binary(output, [model_path, input_path, input_kw["initial_state"]], lambda stream: _api().save_figure(figure, stream, fmt, dpi))
 
 
 @cli.command(epilog=EPILOG)
@@ -456,7 +457,7 @@ def _views():
 def _load(path: str):
     from .model import load_model
 
-    model = load_model(path)
+    model = load_model(path, isolate=True)  # a file that crashes the HDF5 library is refused, not fatal
     for warning in model.warnings:
         _warn(warning)
     model.on_warning = _warn  # later warnings (from the replay) as they arise
@@ -500,6 +501,8 @@ def _delimiter(value: str | None) -> str | None:
     value = {"\\t": "\t", "tab": "\t", "TAB": "\t"}.get(value, value)
     if len(value) != 1:
         raise click.BadParameter("the delimiter must be one character (or 'tab')", param_hint="--delimiter")
+    if value in "\r\n\"":
+        raise click.BadParameter("the delimiter cannot be a line break or the quote character", param_hint="--delimiter")
     return value
 
 
@@ -571,8 +574,14 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _run(args: list[str], debug: bool) -> int:
+    import warnings
+
     try:
-        cli.main(args=args, prog_name="lstm-inspect", standalone_mode=False)
+        with warnings.catch_warnings():
+            # NumPy's "overflow encountered in dot" from weights that overflow float32: the
+            # output shows the inf/NaN it made, and stderr carries lstm-inspect's own lines only.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            cli.main(args=args, prog_name="lstm-inspect", standalone_mode=False)
         sys.stdout.flush()
         return ExitStatus.OK
     except click.exceptions.Exit as exc:

@@ -61,7 +61,7 @@ class LayerSpec:
         if self.class_name == "RNN":
             cell = self.config.get("cell")
             if isinstance(cell, dict):
-                return CELL_CLASSES.get(cell.get("class_name", ""), "RNN")
+                return CELL_CLASSES.get(str(cell.get("class_name", "")), "RNN")
         return self.class_name
 
     @property
@@ -82,7 +82,8 @@ class LayerSpec:
             return self.config[old]
         cell = self.config.get("cell")
         if self.class_name == "RNN" and isinstance(cell, dict):
-            return (cell.get("config") or {}).get(key, default)
+            inner = cell.get("config")
+            return inner.get(key, default) if isinstance(inner, Mapping) else default
         return default
 
 
@@ -125,13 +126,13 @@ def parse_model_config(model_config: Mapping[str, Any], label: str) -> ModelGrap
         raise ModelFileError(f"{label}: the model config is not a JSON object")
     class_name = model_config.get("class_name")
     config = model_config.get("config")
-    if class_name not in MODEL_CLASSES:
+    if not (isinstance(class_name, str) and class_name in MODEL_CLASSES):
         if isinstance(class_name, str) and isinstance(config, Mapping) and "layers" in config:
             # A subclass of Model/Sequential saved under its own name.
             class_name = "Sequential" if "inbound_nodes" not in str(config.get("layers"))[:4000] else "Functional"
         else:
             raise ModelFileError(
-                f"{label}: the top-level object is a {class_name!r}, not a Sequential or Functional model"
+                f"{label}: the top-level object is a {_clip(class_name)}, not a Sequential or Functional model"
             )
     builder = _GraphBuilder(label)
     name = (config or {}).get("name", "model") if isinstance(config, Mapping) else "model"
@@ -197,7 +198,7 @@ class _GraphBuilder:
         return self._add_functional(config, prefix, container, feed)
 
     def _layer_list(self, config: Any) -> list[Mapping[str, Any]]:
-        layers = config if isinstance(config, list) else (config or {}).get("layers")
+        layers = config if isinstance(config, list) else config.get("layers") if isinstance(config, Mapping) else None
         if not isinstance(layers, list):
             raise ModelFileError(f"{self.label}: the model config has no list of layers")
         for entry in layers:
@@ -306,6 +307,8 @@ class _GraphBuilder:
     def _spec(self, prefix, entry, container, inbound, shared=False) -> LayerSpec:
         class_name = str(entry.get("class_name"))
         config = entry.get("config") or {}
+        if not isinstance(config, Mapping):  # a wrapped layer's entry (top-level ones are checked in _layer_list)
+            raise ModelFileError(f"{self.label}: the config of a {_clip(class_name)} layer in {prefix or 'the model'} is not a JSON object")
         keras_name = str(config.get("name") or entry.get("name") or class_name.lower())
         name = f"{prefix}{keras_name}"
         children: dict[str, LayerSpec] = {}
@@ -315,7 +318,7 @@ class _GraphBuilder:
             inner = config.get("layer")
             if isinstance(inner, Mapping):
                 children = {"layer": self._spec(f"{name}/", _with_name(inner), container, ())}
-        return LayerSpec(
+        spec = LayerSpec(
             name=name,
             class_name=class_name,
             config=config,
@@ -325,6 +328,9 @@ class _GraphBuilder:
             container=container,
             shared=shared,
         )
+        if spec.is_recurrent:
+            check_recurrent_config(spec, self.label)
+        return spec
 
     def _bidirectional_children(self, name, config, container) -> dict[str, LayerSpec]:
         forward = config.get("layer")
@@ -333,7 +339,10 @@ class _GraphBuilder:
         backward = config.get("backward_layer")
         if not isinstance(backward, Mapping):
             # Keras builds the backward layer as a copy with go_backwards flipped.
-            inner_config = dict(forward.get("config") or {})
+            inner_config = forward.get("config") or {}
+            if not isinstance(inner_config, Mapping):
+                raise ModelFileError(f"{self.label}: Bidirectional layer '{name}': the wrapped layer's config is not a JSON object")
+            inner_config = dict(inner_config)
             inner_config["go_backwards"] = not bool(inner_config.get("go_backwards", False))
             backward = {"class_name": forward.get("class_name"), "config": inner_config}
         result = {}
@@ -361,10 +370,48 @@ class _GraphBuilder:
     def _note_shape(self, shape: list) -> None:
         if self.input_shape is not None:
             return
+        if not all(d is None or (_is_int(d) and 0 <= d < 1 << 40) for d in shape):
+            raise ModelFileError(f"{self.label}: the model's input shape {_clip(shape)} is not a list of sizes")
         dims = tuple(int(d) if isinstance(d, (int, float)) and d is not None else None for d in shape[1:])
         self.input_shape = dims
         if shape and isinstance(shape[0], int):
             self.batch_size = int(shape[0])
+
+
+# Settings of a recurrent layer that lstm-inspect acts on, and what each must be.
+RECURRENT_FLAGS = ("use_bias", "return_sequences", "go_backwards", "stateful", "reset_after", "return_state")
+MAX_UNITS = 1 << 24
+
+
+def check_recurrent_config(spec: LayerSpec, label: str) -> None:
+    """Refuse a recurrent layer whose settings have the wrong type (``units: "abc"``,
+    ``go_backwards: "yes"``), rather than guess what a damaged or crafted file means."""
+    where = f"{label}: layer '{spec.name}' ({spec.class_name})"
+    units = spec.get("units")
+    if units is not None and not (_is_int(units) and 1 <= units <= MAX_UNITS):
+        raise ModelFileError(f"{where}: units is {_clip(units)}, not a whole number from 1 to {MAX_UNITS:,}")
+    for key in RECURRENT_FLAGS:
+        value = spec.get(key)
+        if value is not None and not isinstance(value, bool) and value not in (0, 1):
+            raise ModelFileError(f"{where}: {key} is {_clip(value)}, not true or false")
+    for key in ("activation", "recurrent_activation"):
+        value = spec.get(key)
+        if value is not None and not isinstance(value, (str, Mapping)):
+            raise ModelFileError(f"{where}: {key} is {_clip(value)}, not an activation name")
+
+
+def _is_int(value: Any) -> bool:
+    """A whole number as JSON writes one (``4``, also ``4.0``), but not ``true``."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, float) and value.is_integer()
+
+
+def _clip(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _with_name(entry: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -380,7 +427,7 @@ def _replace(spec: LayerSpec, **changes) -> LayerSpec:
 def _looks_like_model(entry: Mapping[str, Any]) -> bool:
     config = entry.get("config")
     return isinstance(config, Mapping) and isinstance(config.get("layers"), list) and (
-        "input_layers" in config or entry.get("class_name") not in RECURRENT_CLASSES
+        "input_layers" in config or str(entry.get("class_name")) not in RECURRENT_CLASSES
     )
 
 
@@ -435,7 +482,8 @@ def _keras2_kwarg_tensors(value: Any) -> Iterator[Edge]:
 def _keras3_tensors(value: Any) -> Iterator[Edge]:
     if isinstance(value, Mapping):
         if value.get("class_name") == "__keras_tensor__":
-            history = (value.get("config") or {}).get("keras_history")
+            config = value.get("config")
+            history = config.get("keras_history") if isinstance(config, Mapping) else None
             if isinstance(history, list) and history and isinstance(history[0], str):
                 yield Edge(history[0], int(history[2]) if len(history) > 2 and isinstance(history[2], int) else 0)
             return

@@ -43,6 +43,7 @@ from .errors import InputDataError, ModelFileError, UnsupportedLayer, UsageProbl
 from .model import Model, RecurrentLayer
 
 INPUT = "\x00input"  # the name under which the model input is fed to the first layers
+MAX_REPEAT = 1_000_000  # RepeatVector's n, at most
 DEFAULT_CHUNK = 2048  # steps per block: large enough to amortise, small enough to stay in cache
 CHUNK_BYTES = 4 << 20  # gate buffer per block, at most (batches: fewer steps per block)
 
@@ -234,7 +235,17 @@ class Run:
                         f"layer '{op.name}' uses output {edge.index} of '{edge.layer}', which does not exist"
                     )
                 inputs.append(produced[edge.index])
-            yield from op.run(inputs, ctx)
+            try:
+                yield from op.run(inputs, ctx)
+            except (ValueError, IndexError) as exc:
+                if isinstance(op, (RecurrentOp, BidirectionalOp)):
+                    raise  # they check their input themselves
+                # NumPy refusing to combine shapes: the file's layers do not fit together.
+                shapes = ", ".join(str(tensor.value.shape) for tensor in inputs)
+                raise ModelFileError(
+                    f"{program.model.label}: layer '{op.name}' cannot be applied to its input of shape {shapes} "
+                    f"(the model's layers do not fit together: {' '.join(str(exc).split())[:120]})"
+                ) from None
             if self.keep_outputs:
                 self.layer_outputs[op.name] = [tensor.value for tensor in ctx.outputs[op.name]]
             for edge in op.inputs:  # free what no later layer reads
@@ -247,6 +258,13 @@ class Run:
                     break
         self.final_states = ctx.final_states
         if not self.stop_after:
+            for edge in program.model.graph.outputs:
+                produced = ctx.outputs.get(edge.layer)
+                if produced is None or edge.index >= len(produced):
+                    raise ModelFileError(
+                        f"{program.model.label}: the model's output is output {edge.index} of '{edge.layer}', "
+                        "which no layer produces"
+                    )
             self.outputs = [ctx.outputs[e.layer][e.index].value for e in program.model.graph.outputs]
 
 
@@ -442,7 +460,14 @@ class _OpBuilder:
         return get_activation(activation_name(spec.get(key, default)), self.hard, self.where(spec))
 
     def build(self, spec: LayerSpec) -> Op:
-        op = self._build(spec)
+        try:
+            op = self._build(spec)
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+            # Converting the file's settings (int("abc"), float([1]), a missing key) failed.
+            raise ModelFileError(
+                f"{self.model.label}: {self.where(spec)} has settings that cannot be used ({type(exc).__name__}: "
+                f"{' '.join(str(exc).split())[:120]})"
+            ) from None
         op.name = spec.name
         # Layers with no inbound tensors read the model input (InputLayer, or the first
         # layer of a Sequential model saved without one).
@@ -478,11 +503,14 @@ class _OpBuilder:
                 return_state=bool(spec.children["forward"].get("return_state", False)),
             )
         if cls == "Dense":
-            return DenseOp(
-                self.weight(spec.name, "kernel"),
-                self.weight(spec.name, "bias", required=bool(spec.get("use_bias", True))),
-                self.activation(spec, "activation", None),
-            )
+            kernel = self.weight(spec.name, "kernel")
+            bias = self.weight(spec.name, "bias", required=bool(spec.get("use_bias", True)))
+            if kernel.ndim != 2 or (bias is not None and bias.shape != (kernel.shape[1],)):
+                raise ModelFileError(
+                    f"{self.model.label}: {self.where(spec)}: kernel {kernel.shape} and bias "
+                    f"{None if bias is None else bias.shape} do not make a Dense layer (in, out) + (out,)"
+                )
+            return DenseOp(kernel, bias, self.activation(spec, "activation", None))
         if cls == "TimeDistributed":
             inner = spec.children.get("layer")
             if inner is None or inner.class_name not in ("Dense", "Activation", "Dropout"):
@@ -494,9 +522,15 @@ class _OpBuilder:
         if cls == "Masking":
             return MaskingOp(float(spec.config.get("mask_value", 0.0)))
         if cls == "Embedding":
-            return EmbeddingOp(self.weight(spec.name, "embeddings"), bool(spec.config.get("mask_zero", False)), spec.name)
+            table = self.weight(spec.name, "embeddings")
+            if table.ndim != 2 or table.shape[0] == 0:
+                raise ModelFileError(f"{self.model.label}: {self.where(spec)}: embeddings {table.shape} is not a (vocabulary, size) table")
+            return EmbeddingOp(table, bool(spec.config.get("mask_zero", False)), spec.name)
         if cls == "RepeatVector":
-            return RepeatVectorOp(int(spec.config.get("n", 1)))
+            n = spec.config.get("n", 1)
+            if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_REPEAT:
+                raise ModelFileError(f"{self.model.label}: {self.where(spec)}: n is {n!r}, not a count from 1 to {MAX_REPEAT:,}")
+            return RepeatVectorOp(n)
         if cls == "Flatten":
             return FlattenOp()
         if cls in ("GlobalAveragePooling1D", "GlobalMaxPooling1D"):

@@ -16,6 +16,7 @@ class ExitStatus(IntEnum):
     OK = 0
     MISMATCH = 1  # `verify` found a difference above the tolerance
     ERROR = 2  # usage errors, unreadable files, bad input data
+    INTERNAL = 3  # a bug: one line, and the traceback with --debug
 
 
 class LstmInspectError(Exception):

@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .engine import value_names
+from .errors import UnsupportedLayer
 from .model import RecurrentLayer
 from .tracing import TraceBlock
 from .weights import GateBlock
@@ -226,7 +227,8 @@ def predict_block(ids: list, outputs: Sequence[NDArray], names: Sequence[str]) -
         data: list = [_sequence_column(ids, steps), np.tile(np.arange(steps), n)]
         for output in outputs:
             if output.ndim != 3 or output.shape[1] != steps:
-                raise ValueError("outputs of different shapes cannot share one table")
+                raise UnsupportedLayer("the model's outputs have different shapes (a sequence and a vector), "
+                                       "which cannot share one table")
             flat = output.reshape(n * steps, -1)
             data += [flat[:, k] for k in range(flat.shape[1])]
     else:

@@ -124,6 +124,8 @@ def _read_numpy(source, label: str, dtype) -> list[InputSequence]:
         arrays = list(array)
     else:
         raise InputDataError(f"{label}: array of shape {array.shape}; expected (T, F) or (N, T, F)")
+    if not arrays:
+        raise InputDataError(f"{label}: array of shape {array.shape} holds no sequences")
     sequences = []
     for index, values in enumerate(arrays):
         if values.shape[0] == 0:

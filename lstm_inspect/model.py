@@ -147,13 +147,15 @@ class Model:
         return [layer for layer in layers if layer.name in wanted]
 
 
-def load_model(path: str) -> Model:
+def load_model(path: str, *, isolate: bool = False) -> Model:
     """Read a Keras model file (.h5, .hdf5, .keras, .weights.h5) without TensorFlow.
 
     Nothing stored in the file is executed.  Raises ``ModelFileError`` for
-    files that cannot be read or interpreted.
+    files that cannot be read or interpreted.  ``isolate``: read the file in a
+    forked child first, so that a corrupt file crashing the HDF5 library is
+    refused rather than fatal (see ``reading.read_model_file``).
     """
-    model_file = read_model_file(path)
+    model_file = read_model_file(path, isolate=isolate)
     label = os.path.basename(path)
     if model_file.config is not None:
         graph = parse_model_config(model_file.config, label)
@@ -167,7 +169,38 @@ def load_model(path: str) -> Model:
             f"{label}: weights-only file (no model config): layer kinds are recognised from the "
             "weights; activations and return_sequences are not recorded"
         )
+    model.warnings.extend(nonfinite_warnings(weights, label))
     return model
+
+
+def nonfinite_warnings(weights: Mapping[str, Mapping[str, StoredArray]], label: str) -> list[str]:
+    """One warning per layer whose stored weights hold NaN or infinite values.
+
+    Such a file is still read: the values are shown as stored and a replay
+    carries them through (a NaN weight makes NaN gates), as Keras would.
+    """
+    import numpy as np
+
+    messages = []
+    for layer, tensors in weights.items():
+        found = []
+        for key, stored in tensors.items():
+            if stored.array.dtype.kind != "f":
+                continue
+            counts = np.zeros(3, dtype=np.int64)  # NaN, inf, -inf
+            flat = stored.array.reshape(-1)
+            for start in range(0, flat.size, 1 << 22):  # in slices: no mask as large as a big tensor
+                part = flat[start : start + (1 << 22)]
+                if not np.isfinite(part).all():
+                    counts += [np.isnan(part).sum(), np.isposinf(part).sum(), np.isneginf(part).sum()]
+            if counts.any():
+                found.append(f"{key}: " + ", ".join(f"{n} {what}" for n, what in zip(counts, ("NaN", "inf", "-inf")) if n))
+        if found:
+            messages.append(
+                f"{label}: layer '{layer}' has non-finite weights ({'; '.join(found)}); "
+                "they are shown as stored and carried through the replay"
+            )
+    return messages
 
 
 # ------------------------------------------------------------------- binding
@@ -553,7 +586,7 @@ def _recurrent_layer(model: Model, spec: LayerSpec, name: str, wrapper: str | No
 def default_recurrent_activation(model: Model) -> str:
     """Keras 1 and Keras 2.0-2.2 defaulted to hard_sigmoid, later versions to sigmoid."""
     version = model.keras_version or ""
-    parts = [int(p) for p in re.findall(r"\d+", version)[:2]] or [0]
+    parts = [int(p) for p in re.findall(r"[0-9]{1,6}", version)[:2]] or [0]
     if parts[0] < 2 or (parts[0] == 2 and len(parts) > 1 and parts[1] < 3):
         return "hard_sigmoid"
     return "sigmoid"

@@ -36,6 +36,12 @@ MAX_ARRAY_BYTES = 2 << 30  # one weight tensor
 MAX_TOTAL_BYTES = 8 << 30  # all weight tensors together
 MAX_JSON_BYTES = 64 << 20  # config.json / model_config attribute
 MAX_ARRAY_RANK = 4
+# A dataset above MAX_SPARSE_BYTES must occupy at least 1/MAX_EXPANSION of its size in the
+# file: Keras writes weights uncompressed, so a larger ratio is an unwritten (fill value) or
+# compression-bomb dataset that would only cost memory.
+MAX_SPARSE_BYTES = 16 << 20
+MAX_EXPANSION = 64
+MAX_TREE_GROUPS = 100_000  # groups in a Keras 3 weights tree
 H5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
 
@@ -89,14 +95,20 @@ def keras_major(version: str | None) -> int | None:
     if not version:
         return None
     head = version.strip().split(".")[0]
-    return int(head) if head.isdigit() else None
+    # ASCII digits only ("²".isdigit() is true) and few of them (int() refuses > 4300 digits).
+    return int(head) if head.isascii() and head.isdigit() and len(head) <= 6 else None
 
 
-def read_model_file(path: str) -> ModelFile:
+def read_model_file(path: str, *, isolate: bool = False) -> ModelFile:
     """Read a model file (.h5, .hdf5, .keras, .weights.h5) from ``path``.
 
     Raises :class:`ModelFileError` with a one-line reason for anything that is
-    missing, unreadable, corrupt or refused.
+    missing, unreadable, corrupt or refused.  With ``isolate`` (the command
+    line), the file is first read once in a forked child process: some
+    corrupt HDF5 files make the HDF5 C library crash or loop forever, which
+    no Python code can catch; a child that dies or hangs becomes a one-line
+    refusal instead.  (Forking is safe in a single-threaded program only, so
+    the Python API leaves it off by default.)
     """
     name = os.path.basename(path)
     if not os.path.exists(path):
@@ -113,6 +125,8 @@ def read_model_file(path: str) -> ModelFile:
         raise ModelFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     if not head:
         raise ModelFileError(f"{path}: the file is empty")
+    if isolate:
+        _read_in_a_child(path, name)
     if head.startswith(ZIP_MAGIC):
         return _read_keras_archive(path)
     if head == H5_MAGIC:
@@ -123,6 +137,54 @@ def read_model_file(path: str) -> ModelFile:
     raise ModelFileError(
         f"{name}: not a Keras model file (neither HDF5 nor a .keras zip archive)"
     )
+
+
+ISOLATION_SECONDS = 60.0  # plus one second per 20 MB of file, for the child's read
+_SURVIVED: set[tuple] = set()  # files (path, inode, size, mtime) a child has read without dying
+
+
+def _read_in_a_child(path: str, label: str) -> None:
+    """Read the file in a forked child first; refuse it if the child crashes or hangs."""
+    if not hasattr(os, "fork"):
+        return
+    import select
+    import signal
+
+    stat = os.stat(path)
+    key = (os.path.realpath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if key in _SURVIVED:  # a long-lived process (the test suite) reading the same file again
+        return
+
+    timeout = ISOLATION_SECONDS + os.path.getsize(path) / (20 << 20)
+    done_r, done_w = os.pipe()  # closed by the child's exit, however it ends: wakes the parent at once
+    pid = os.fork()
+    if pid == 0:  # the child: read, then leave without running any cleanup or flushing any buffer
+        os.close(done_r)
+        try:
+            read_model_file(path)
+        except BaseException:  # the parent's own read reports it
+            pass
+        os._exit(0)
+    os.close(done_w)
+    finished = False
+    try:
+        finished = bool(select.select([done_r], [], [], timeout)[0])
+    finally:  # also on Ctrl-C: never leave the child behind
+        os.close(done_r)
+        if not finished:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+    if not finished:
+        raise ModelFileError(
+            f"{label}: refused: reading it did not finish within {timeout:.0f} s "
+            "(a corrupt HDF5 file can make the HDF5 library loop)"
+        )
+    if os.WIFSIGNALED(status):
+        raise ModelFileError(
+            f"{label}: corrupt HDF5 file: the HDF5 library crashed reading it "
+            f"({signal.Signals(os.WTERMSIG(status)).name})"
+        )
+    _SURVIVED.add(key)
 
 
 def _has_offset_h5_signature(path: str) -> bool:
@@ -318,6 +380,13 @@ class _Budget:
         nbytes = count * dtype.itemsize
         if nbytes > MAX_ARRAY_BYTES:
             raise ModelFileError(f"{label}: refused: '{what}' declares shape {shape} ({nbytes:,} bytes)")
+        if nbytes > MAX_SPARSE_BYTES:
+            stored = _storage_size(dataset)
+            if stored * MAX_EXPANSION < nbytes:
+                raise ModelFileError(
+                    f"{label}: refused: '{what}' declares {nbytes:,} bytes but the file stores {stored:,} for it "
+                    "(an unwritten or highly compressed dataset of this size is not a weight tensor)"
+                )
         self.total += nbytes
         if self.total > MAX_TOTAL_BYTES:
             raise ModelFileError(f"{label}: refused: the weights add up to more than {MAX_TOTAL_BYTES:,} bytes")
@@ -330,6 +399,13 @@ class _Budget:
         return array
 
 
+def _storage_size(dataset) -> int:
+    try:
+        return int(dataset.id.get_storage_size())
+    except Exception:  # not all layouts report it
+        return 0
+
+
 # ------------------------------------------------------------------ Keras 3 trees
 
 
@@ -338,14 +414,26 @@ def _read_keras_tree(h5, label: str, prefix: str) -> H5Group:
     if "layers" not in h5:
         return H5Group(key="", name_attr=None)
     _require_hard_link(h5, "layers", label)
-    return _walk_group(h5["layers"], "", f"{prefix}layers", label, budget, depth=0)
+    import h5py
+
+    layers = h5["layers"]
+    if not isinstance(layers, h5py.Group):
+        raise ModelFileError(f"{label}: '{prefix}layers' is not a group of layer weights")
+    return _walk_group(layers, "", f"{prefix}layers", label, budget, depth=0, seen=set())
 
 
-def _walk_group(group, key: str, path: str, label: str, budget: _Budget, depth: int) -> H5Group:
+def _walk_group(group, key: str, path: str, label: str, budget: _Budget, depth: int, seen: set) -> H5Group:
     import h5py
 
     if depth > 32:
         raise ModelFileError(f"{label}: the weight tree is nested too deeply")
+    # HDF5 hard links can make a group its own descendant, or reach one group by many paths
+    # (2^depth walks); Keras writes a tree, so a group met twice is refused.
+    if group.id in seen:
+        raise ModelFileError(f"{label}: refused: '{path}' links back to a group already read (a loop in the file)")
+    seen.add(group.id)
+    if len(seen) > MAX_TREE_GROUPS:
+        raise ModelFileError(f"{label}: refused: the weight tree has more than {MAX_TREE_GROUPS:,} groups")
     node = H5Group(key=key, name_attr=None)
     for child_key in group:
         _require_hard_link(group, child_key, label)
@@ -364,7 +452,7 @@ def _walk_group(group, key: str, path: str, label: str, budget: _Budget, depth: 
                 dataset = _dataset(child, str(index), label)
                 node.vars.append(StoredArray(str(index), f"{child_path}/{index}", budget.read(dataset, f"{child_path}/{index}")))
         elif isinstance(child, h5py.Group):
-            node.children[child_key] = _walk_group(child, child_key, child_path, label, budget, depth + 1)
+            node.children[child_key] = _walk_group(child, child_key, child_path, label, budget, depth + 1, seen)
     return node
 
 
@@ -377,13 +465,26 @@ def _read_member(archive: zipfile.ZipFile, member: str, limit: int, label: str) 
         raise ModelFileError(
             f"{label}: refused: {member} declares {info.file_size:,} bytes (limit {limit:,})"
         )
+    if info.file_size > MAX_SPARSE_BYTES and info.file_size > MAX_EXPANSION * max(info.compress_size, 1):
+        raise ModelFileError(
+            f"{label}: refused: {member} expands from {info.compress_size:,} to {info.file_size:,} bytes "
+            "(a compression ratio no model file has)"
+        )
+    if info.flag_bits & 0x1:
+        raise ModelFileError(f"{label}: {member} is encrypted")
     try:
         with archive.open(info) as handle:
             data = handle.read(limit + 1)  # never trust the declared size alone
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+    # Corrupt compressed data raises zlib.error, lzma.LZMAError, OSError (bz2), EOFError ...:
+    # whatever the decompressor, the member cannot be used.
+    except Exception as exc:
         raise ModelFileError(f"{label}: {member} cannot be extracted ({_short(exc)})") from None
     if len(data) > limit:
         raise ModelFileError(f"{label}: refused: {member} expands beyond {limit:,} bytes")
+    if len(data) != info.file_size:
+        raise ModelFileError(
+            f"{label}: {member} declares {info.file_size:,} bytes but holds {len(data):,} (a corrupt or crafted archive)"
+        )
     return data
 
 
@@ -391,10 +492,20 @@ def _read_keras_archive(path: str) -> ModelFile:
     label = os.path.basename(path)
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+    # BadZipFile, OSError, EOFError, ValueError, NotImplementedError ("zip file version 12.8") ...:
+    # whatever zipfile makes of a damaged directory, the archive cannot be used.
+    except Exception as exc:
         raise ModelFileError(f"{label}: corrupt or truncated zip archive ({_short(exc)})") from None
     with archive:
-        names = set(archive.namelist())
+        listed = archive.namelist()
+        names = set(listed)
+        if len(names) != len(listed):
+            from collections import Counter
+
+            twice = sorted(name for name, count in Counter(listed).items() if count > 1)
+            # Tools disagree on which copy counts: a classic way to show one file to a checker
+            # and another to the loader.
+            raise ModelFileError(f"{label}: refused: the archive holds {twice[0]} more than once")
         if "config.json" not in names:
             if "saved_model.pb" in names or any(n.endswith("saved_model.pb") for n in names):
                 raise ModelFileError(f"{label}: a zipped TensorFlow SavedModel, not a .keras archive")

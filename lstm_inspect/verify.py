@@ -165,7 +165,7 @@ def _load_with_keras(model: Model, keras_mod, keras_name: str):
     if model.weights_only:
         return None, "a weights-only file holds no architecture for Keras to load"
     unsafe = sorted({spec.class_name for spec in _all_specs(model) if spec.class_name == "Lambda"})
-    if unsafe:
+    if unsafe or _holds_code(model.file.config):
         return None, "the model has a Lambda layer: Keras would run its stored code, so it is not loaded"
     try:
         import warnings
@@ -180,6 +180,28 @@ def _load_with_keras(model: Model, keras_mod, keras_name: str):
         text = " ".join(str(exc).split())
         return None, f"{keras_name} {getattr(keras_mod, '__version__', '')} cannot load it: {text[:200]}"
     return loaded, None
+
+
+# What a config holds when it carries Python code: a Lambda layer (Keras 1/2/tf-keras marshal
+# its function, Keras 3 writes "__lambda__" objects), wherever it is nested (an RNN's cell, a
+# wrapper, a layer's output_shape or mask, an activation).
+_CODE_CLASSES = {"Lambda", "__lambda__"}
+_CODE_KEYS = {"function_type", "output_shape_type", "mask_type"}
+
+
+def _holds_code(config: Any) -> bool:
+    """Whether any object in the raw config (walked without recursion) could carry code."""
+    stack = [config]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            class_name = value.get("class_name")
+            if (isinstance(class_name, str) and class_name in _CODE_CLASSES) or _CODE_KEYS & value.keys():
+                return True
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
 
 
 def _all_specs(model: Model):

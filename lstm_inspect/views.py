@@ -25,13 +25,19 @@ TAIL_STEPS = 4
 def console_for(stream: TextIO, color: bool | None = None):
     from rich.console import Console
 
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # Rich's own handler exits with status 1; the CLI ends a closed pipe quietly with 0.
+            self.quiet = True
+            raise BrokenPipeError
+
     if color is None:
         try:
             color = stream.isatty()
         except (AttributeError, ValueError):
             color = False
-    return Console(file=stream, force_terminal=color, no_color=not color, highlight=False, soft_wrap=False,
-                   width=None if color else 160)
+    return _Console(file=stream, force_terminal=color, no_color=not color, highlight=False, soft_wrap=False,
+                    width=None if color else 160)
 
 
 def _num(value: float, digits: int = 4) -> str:
@@ -306,7 +312,7 @@ def render_stats(results: Sequence, console, sort: str = "unit", top: int | None
                     _percent(float(gs.left[unit])),
                     _percent(float(gs.right[unit])),
                     "" if undefined[unit] else str(int(sat[unit])),
-                    str(int(var[unit])),
+                    "" if np.ma.is_masked(var[unit]) else str(int(var[unit])),  # NaN std (NaN weights)
                 )
         console.print(table)
     if by_layer:

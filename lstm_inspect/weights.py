@@ -51,13 +51,14 @@ class GateBlock:
         v = np.asarray(self.values, dtype=np.float64)
         if v.size == 0:
             return {k: float("nan") for k in ("mean", "std", "min", "max", "l2")}
-        return {
-            "mean": float(v.mean()),
-            "std": float(v.std()),
-            "min": float(v.min()),
-            "max": float(v.max()),
-            "l2": float(np.sqrt(np.sum(v * v))),
-        }
+        with np.errstate(all="ignore"):  # NaN/inf weights (warned about at load) give NaN/inf figures
+            return {
+                "mean": float(v.mean()),
+                "std": float(v.std()),
+                "min": float(v.min()),
+                "max": float(v.max()),
+                "l2": float(np.sqrt(np.sum(v * v))),
+            }
 
 
 def label_weights(

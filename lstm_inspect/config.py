@@ -317,7 +317,7 @@ class _GraphBuilder:
         elif class_name == "TimeDistributed":
             inner = config.get("layer")
             if isinstance(inner, Mapping):
-                children = {"layer": self._spec(f"{name}/", _with_name(inner), container, ())}
+                children = {"layer": self._spec(f"{name}/", inner, container, ())}
         spec = LayerSpec(
             name=name,
             class_name=class_name,
@@ -412,10 +412,6 @@ def _is_int(value: Any) -> bool:
 def _clip(value: Any, limit: int = 40) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _with_name(entry: Mapping[str, Any]) -> Mapping[str, Any]:
-    return entry
 
 
 def _replace(spec: LayerSpec, **changes) -> LayerSpec:

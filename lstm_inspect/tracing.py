@@ -69,7 +69,7 @@ def trace_blocks(
             for block in run:
                 yield TraceBlock(ids, block)
         else:
-            collected = list(_owned(run))
+            collected = list(run)  # each block holds fresh arrays, so keeping them is safe
             for n, seq_id in enumerate(ids):
                 for block in collected:
                     yield TraceBlock([seq_id], _select_sequence(block, n))
@@ -82,11 +82,6 @@ def _stack(batch: Sequence[InputSequence]) -> NDArray:
     if len(batch) == 1:
         return batch[0].values[None]
     return np.stack([s.values for s in batch])
-
-
-def _owned(run) -> Iterator[StepBlock]:
-    # Blocks are fresh arrays per chunk, so keeping references is safe.
-    yield from run
 
 
 def _select_sequence(block: StepBlock, n: int) -> StepBlock:

@@ -47,6 +47,61 @@ class Block:
         return 1
 
 
+def coalesce(blocks: Iterable[Block], min_rows: int = 8192) -> Iterator[Block]:
+    """Merge runs of small blocks (same columns) into blocks of at least ``min_rows`` rows.
+
+    Formatting has a fixed cost per block, which dominates when blocks hold a
+    row or two (many short sequences, or ``--sequence-length 1``).
+    """
+    pending: list[Block] = []
+    count = 0
+    for block in blocks:
+        if pending and pending[0].columns != block.columns:
+            yield _merge(pending)
+            pending, count = [], 0
+        if not pending and block.rows >= min_rows:
+            yield block
+            continue
+        pending.append(block)
+        count += block.rows
+        if count >= min_rows:
+            yield _merge(pending)
+            pending, count = [], 0
+    if pending:
+        yield _merge(pending)
+
+
+def _merge(blocks: list[Block]) -> Block:
+    if len(blocks) == 1:
+        return blocks[0]
+    data = []
+    for index in range(len(blocks[0].columns)):
+        parts = [block.data[index] for block in blocks]
+        if all(_is_scalar(p) for p in parts) and all(type(p) is type(parts[0]) and p == parts[0] for p in parts):
+            data.append(parts[0])
+            continue
+        arrays = [_as_column(part, block.rows) for part, block in zip(parts, blocks)]
+        if any(isinstance(a, np.ma.MaskedArray) for a in arrays):
+            data.append(np.ma.concatenate(arrays))
+        else:
+            data.append(np.concatenate(arrays))
+    return Block(list(blocks[0].columns), data)
+
+
+def _is_scalar(value) -> bool:
+    return not (isinstance(value, np.ndarray) and value.ndim)
+
+
+def _as_column(value, rows: int):
+    if not _is_scalar(value):
+        return value
+    if isinstance(value, (str, bytes)) or value is None:
+        column = np.empty(rows, dtype=object)
+        column[:] = [value] * rows
+        return column
+    return np.full(rows, value)
+
+
 # ------------------------------------------------------------------- weights
 
 

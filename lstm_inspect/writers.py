@@ -21,7 +21,7 @@ from typing import BinaryIO, Iterable, Iterator, Sequence
 import numpy as np
 
 from .errors import UsageProblem
-from .frames import Block
+from .frames import Block, coalesce
 from .textfmt import BlockFormatter, RowStyle, csv_header
 
 FORMATS = ("table", "csv", "json", "ndjson", "parquet")
@@ -97,6 +97,7 @@ def write_blocks(blocks: Iterable[Block], columns: Sequence[str], fmt: str, stre
     """Write blocks in ``fmt`` (csv, json, ndjson, parquet); return the number of rows."""
     if fmt == "parquet":
         return _write_parquet(blocks, columns, stream)
+    blocks = coalesce(blocks)
     rows = 0
     if fmt == "csv":
         stream.write(csv_header(columns))

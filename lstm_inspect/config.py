@@ -224,6 +224,16 @@ class _GraphBuilder:
                     previous = (Edge(name),)
                     self._note_input_layer(layer_config)
                 continue
+            if previous is None and (class_name in MODEL_CLASSES or _looks_like_model(entry)):
+                # A nested model first, without an InputLayer: its own input is the model's.
+                inner_name = str(layer_config.get("name") or entry.get("name") or "model")
+                self.members.setdefault(container, []).append((class_name, container + (inner_name,)))
+                inner_inputs, outputs = self.add_model(
+                    class_name, layer_config, f"{prefix}{inner_name}/", container + (inner_name,), None
+                )
+                inputs.extend(inner_inputs)
+                previous = tuple(outputs)
+                continue
             if previous is None:
                 # Keras 2 Sequential without an InputLayer: the first layer takes the input.
                 self._note_layer_shape(layer_config)

@@ -51,12 +51,14 @@ def coalesce(blocks: Iterable[Block], min_rows: int = 8192) -> Iterator[Block]:
     """Merge runs of small blocks (same columns) into blocks of at least ``min_rows`` rows.
 
     Formatting has a fixed cost per block, which dominates when blocks hold a
-    row or two (many short sequences, or ``--sequence-length 1``).
+    row or two (many short sequences, or ``--sequence-length 1``).  Only
+    blocks whose array columns share a dtype are merged: a concatenation that
+    promotes int64 or float32 to float64 would change the printed digits.
     """
     pending: list[Block] = []
     count = 0
     for block in blocks:
-        if pending and pending[0].columns != block.columns:
+        if pending and _signature(pending[0]) != _signature(block):
             yield _merge(pending)
             pending, count = [], 0
         if not pending and block.rows >= min_rows:
@@ -69,6 +71,14 @@ def coalesce(blocks: Iterable[Block], min_rows: int = 8192) -> Iterator[Block]:
             pending, count = [], 0
     if pending:
         yield _merge(pending)
+
+
+def _signature(block: Block) -> tuple:
+    kinds = tuple(
+        np.asarray(part).dtype.kind if _is_scalar(part) else part.dtype
+        for part in block.data
+    )
+    return tuple(block.columns), kinds
 
 
 def _merge(blocks: list[Block]) -> Block:

@@ -13,10 +13,17 @@ def _blocks():
     for index in range(7):
         rows = int(rng.integers(1, 4))
         source = np.ma.masked_all(rows, dtype=np.int64) if index % 2 else np.arange(rows)
+        # Values of several dtypes: merging must not promote them (an int64 near
+        # 2**63, or a float32 0.1, prints differently once made float64).
+        value = [
+            rng.normal(size=rows).astype(np.float32),
+            rng.normal(size=rows),
+            np.iinfo(np.int64).max - np.arange(rows),
+        ][index % 3]
         blocks.append(Block(
             ["sequence", "layer", "t", "source", "value"],
             [f"s{index // 3}", "lstm" if index < 5 else "gru", np.arange(rows), source,
-             rng.normal(size=rows).astype(np.float32)],
+             value],
         ))
     return blocks
 

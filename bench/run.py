@@ -141,7 +141,8 @@ def engine_run(program, x: np.ndarray) -> None:
 
 def bench_engine(name: str, units: int, features: int, sequences: int, steps: int, runs: int, work: Path) -> Row:
     import lstm_inspect as li
-    from lstm_inspect.engine import compile_model
+    from lstm_inspect.engine import ReplayOptions, compile_model
+    from lstm_inspect.parallel import plan_threads
 
     log(f"{name}: LSTM({units}), {features} features, {sequences} × {steps:,} steps")
     path = work / f"{name}.keras"
@@ -155,11 +156,16 @@ def bench_engine(name: str, units: int, features: int, sequences: int, steps: in
     ours = engine_hidden(program, x)
     diff = float(np.max(np.abs(ours - keras_out)))
 
-    engine_runs, keras_runs, naive_runs = [], [], []
-    for _ in range(runs):  # interleaved, so that load from elsewhere hits all three alike
+    # A batch is stepped in several threads when it is wide enough; its one-thread time is shown too.
+    threads = plan_threads(sequences, 4 * units, None)
+    one_thread = compile_model(model, ReplayOptions(threads=1)) if threads > 1 else None
+    engine_runs, keras_runs, naive_runs, one_runs = [], [], [], []
+    for _ in range(runs):  # interleaved, so that load from elsewhere hits all alike
         engine_runs.append(median_time(lambda: engine_run(program, x), 1))
         keras_runs.append(median_time(lambda: keras_model.predict(x, batch_size=sequences, verbose=0), 1))
         naive_runs.append(median_time(lambda: naive_trace(x, kernel, recurrent, bias), 1))
+        if one_thread is not None:
+            one_runs.append(median_time(lambda: engine_run(one_thread, x), 1))
     t_engine, t_keras, t_naive = (statistics.median(r) for r in (engine_runs, keras_runs, naive_runs))
     total = sequences * steps
     vs_keras, vs_naive = t_keras / t_engine, t_naive / t_engine
@@ -167,7 +173,9 @@ def bench_engine(name: str, units: int, features: int, sequences: int, steps: in
     ok = vs_keras >= need and diff <= TOLERANCE
     per_step = "µs/sequence-step" if sequences > 1 else "µs/step"
     figures = (
-        f"engine {t_engine:.2f} s ({t_engine / total * 1e6:.2f} {per_step}); "
+        f"engine {t_engine:.2f} s ({t_engine / total * 1e6:.2f} {per_step}"
+        + (f"; {threads} threads, one thread {statistics.median(one_runs):.2f} s" if one_runs else "")
+        + "); "
         f"Keras predict {t_keras:.2f} s → **{vs_keras:.1f}×**; naive loop {t_naive:.2f} s → {vs_naive:.1f}×; "
         f"hidden vs Keras: max diff {diff:.1e}"
     )

@@ -111,6 +111,7 @@ def input_options(fn):
         click.option("--initial-state", "initial_state", default=None, metavar="FILE", help="h0 (and c0) per layer: .npz with keys '<layer>/h', '<layer>/c', or JSON {layer: {h: [...], c: [...]}}."),
         click.option("--hard-sigmoid", type=click.Choice(["keras2", "keras3"]), default=None, help="hard_sigmoid definition (default: that of the Keras version that saved the file)."),
         click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True, help="Numeric type of the replay."),
+        click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N", help="Threads that step a batch of sequences (default: up to the CPUs, when the batch is wide enough to gain)."),
         click.option("--activation", "assume_activation", default=None, metavar="NAME", help="Activation to assume where the file does not record it (weights-only files)."),
         click.option("--recurrent-activation", "assume_recurrent_activation", default=None, metavar="NAME", help="Recurrent activation to assume where the file does not record it."),
     ]
@@ -479,6 +480,7 @@ def _replay_setup(model, input_path: str, kw: dict, pre_activation: bool):
         dtype=dtype,
         hard_sigmoid=kw["hard_sigmoid"],
         pre_activation=pre_activation,
+        threads=kw["threads"],
         assume_activation=kw["assume_activation"],
         assume_recurrent_activation=kw["assume_recurrent_activation"],
     )

@@ -31,6 +31,7 @@ three sigmoid gates are contiguous.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -41,6 +42,7 @@ from .activations import Activation, get_activation, hard_sigmoid_for
 from .config import Edge, LayerSpec, activation_name
 from .errors import InputDataError, ModelFileError, UnsupportedLayer, UsageProblem
 from .model import Model, RecurrentLayer
+from .parallel import plan_threads, run_split, single_threaded_blas, slices
 
 INPUT = "\x00input"  # the name under which the model input is fed to the first layers
 MAX_REPEAT = 1_000_000  # RepeatVector's n, at most
@@ -72,6 +74,8 @@ class ReplayOptions:
     hard_sigmoid: str | None = None  # "keras2" | "keras3"; None: from the saving Keras version
     pre_activation: bool = False  # also record z_<gate> (pre-activations)
     chunk: int = DEFAULT_CHUNK
+    # Threads for the step loop of a batch of sequences: None picks by batch width and CPUs.
+    threads: int | None = None
     # Activations to assume where the file does not say (weights-only files).
     assume_activation: str | None = None
     assume_recurrent_activation: str | None = None
@@ -854,28 +858,34 @@ class CompiledRecurrent:
             raise InputDataError(
                 f"layer '{self.layer.name}' takes {self.kernel.shape[0]} features per step; it was given {features}"
             )
-        U = self.units
-        dtype = self.dtype
         backwards = self.layer.go_backwards
         order = np.arange(total - 1, -1, -1) if backwards else np.arange(total)
-        sequence = np.empty((n, total, U), dtype=dtype) if keep_sequence else None
-        pre_wanted = record and self.options.pre_activation
-        step = self._step_function()
+        sequence = np.empty((n, total, self.units), dtype=self.dtype) if keep_sequence else None
         # Steps per block: options.chunk, fewer for wide batches so that a block's gate buffer
         # stays around CHUNK_BYTES (a 256-sequence batch would otherwise allocate hundreds of MB).
         step_bytes = n * self.kernel.shape[1] * self.dtype.itemsize
         chunk = max(1, min(int(self.options.chunk), max(16, CHUNK_BYTES // max(step_bytes, 1))))
+        threads = plan_threads(n, self.kernel.shape[1], self.options.threads) if total else 1
+        # BLAS stays on one thread for the whole scan when the batch is split (switching
+        # OpenBLAS' thread count chunk by chunk cost more than the split gained).
+        with single_threaded_blas() if threads > 1 else contextlib.nullcontext():
+            yield from self._scan_chunks(x, mask, state, record, sequence, order, chunk, threads, zero_output_for_mask)
+
+    def _scan_chunks(self, x, mask, state, record, sequence, order, chunk, threads, zero_output_for_mask):
+        n, total, _ = x.shape
+        dtype, U = self.dtype, self.units
+        pre_wanted = record and self.options.pre_activation
+        step = self._step_function()
         last_output = np.zeros((n, U), dtype=dtype)
         for start in range(0, total, chunk):
             idx = order[start : start + chunk]
             steps = idx.shape[0]
-            x_chunk = x[:, idx, :].transpose(1, 0, 2)  # (S, N, F)
-            width = self.kernel.shape[1]
-            xw = np.matmul(x_chunk, self.kernel).reshape(steps, n, width)
-            xw += self.bias
             m_chunk = mask[:, idx].T if mask is not None else None  # (S, N)
             buffers = self._buffers(steps, n, pre_wanted)
-            state = step(xw, state, buffers, m_chunk)
+            if threads > 1:
+                state = self._advance_in_threads(step, threads, x, idx, state, buffers, m_chunk)
+            else:
+                state = self._advance(step, x, idx, state, buffers, m_chunk)
             hidden = buffers["hidden"]
             if sequence is not None:
                 out = hidden
@@ -891,6 +901,29 @@ class CompiledRecurrent:
         self.last_state = state
         self.last_output = last_output if total else state[0]
         self.sequence = sequence
+
+    def _advance(self, step, x, idx, state, buffers, keep):
+        """Steps ``idx`` of ``x`` (N, T, F) from ``state``: the input projection, then the loop."""
+        x_chunk = x[:, idx, :].transpose(1, 0, 2)  # (S, N, F)
+        xw = np.matmul(x_chunk, self.kernel)
+        xw += self.bias
+        return step(xw, state, buffers, keep)
+
+    def _advance_in_threads(self, step, threads, x, idx, state, buffers, keep):
+        """``_advance`` on slices of the batch, one per thread (the slices never read each other)."""
+
+        def task(rows: slice):
+            return lambda: self._advance(
+                step,
+                x[rows],
+                idx,
+                [s[rows] for s in state],
+                {name: buffer[:, rows] for name, buffer in buffers.items()},
+                None if keep is None else keep[:, rows],
+            )
+
+        parts = run_split([task(rows) for rows in slices(x.shape[0], threads)])
+        return [np.concatenate(pieces) for pieces in zip(*parts)]
 
     def _masked_outputs(self, hidden, keep, last_output, zero):
         """Keras' output at a masked step: zeros, or the previous output repeated."""

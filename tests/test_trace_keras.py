@@ -150,3 +150,28 @@ def test_keras_masked_step_outputs():
     both = np.asarray(bi(x, mask=mask))[0]
     np.testing.assert_array_equal(both[~mask[0]], 0)
     assert np.all(both[mask[0]] != 0)
+
+
+@pytest.mark.parametrize("kind, backend, ext", [c for c in CASES if c.id.endswith(("keras3.keras", "tfkeras.h5"))])
+def test_batch_split_across_threads_equals_keras(saved_model, kind, backend, ext):
+    """Each sequence stepped in its own thread (``threads=3``), the state handed on across blocks of two steps."""
+    case = saved_model(kind, backend)
+    model = li.load_model(str(case.paths[ext]))
+    traced = li.trace_arrays(model, our_input(kind, case.x), options=li.ReplayOptions(threads=3, chunk=2))
+    for item in recurrent_inputs(case.model, case.x):
+        expected = keras_steps(item.layer, item.x, item.mask)
+        np.testing.assert_allclose(traced[item.name]["hidden"], expected.hidden, atol=TOL, err_msg=item.name)
+        if expected.c is not None:
+            np.testing.assert_allclose(traced[item.name]["cell"][:, last_step(item)], expected.c, atol=TOL, err_msg=item.name)
+
+
+@pytest.mark.parametrize("kind", MASKED_KINDS)
+def test_masked_batch_split_across_threads_equals_keras(model_dir, kind):
+    keras_model, paths = build_masked(kind, "keras3", model_dir)
+    x = masked_input(kind)
+    model = li.load_model(str(paths["keras"]))
+    traced = li.trace_arrays(model, x[..., None] if "embedding" in kind else x, options=li.ReplayOptions(threads=2, chunk=3))
+    for item in recurrent_inputs(keras_model, x):
+        expected = keras_steps(item.layer, item.x, item.mask)
+        np.testing.assert_allclose(traced[item.name]["hidden"], expected.hidden, atol=TOL, err_msg=item.name)
+        np.testing.assert_array_equal(traced[item.name]["masked"], ~item.mask)

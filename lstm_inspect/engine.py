@@ -26,7 +26,8 @@ sigmoid and activation tanh, the sigmoid columns of the weights are halved
 once up front so that a single ``tanh`` over all four gates serves both
 (sigmoid(x) = 0.5·tanh(x/2) + 0.5); hard_sigmoid's slope is folded in the
 same way.  Gates are kept internally in the order i, f, o, c so that the
-three sigmoid gates are contiguous.
+three sigmoid gates are contiguous.  A batch wide enough is cut into slices
+of sequences that threads step through side by side (see ``parallel``).
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ Two conditions keep this a gain rather than a loss:
   of LSTM(64) ran 1.5x slower in two threads, a 256-sequence one 1.2-1.6x
   faster);
 * BLAS must run single-threaded meanwhile, or its own threads and ours fight
-  over the cores (two Python threads with OpenBLAS on 2 threads were 1.5x
-  slower than one).  threadpoolctl sets that for the duration of the loop;
+  over the cores (two Python threads with OpenBLAS on 2 threads took about
+  twice as long as one).  threadpoolctl sets that for the duration of the loop;
   without it, the loop stays in one thread.
 """
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # concurrent.futures costs ~12 ms to import: only when a batc
 MIN_VALUES_PER_STEP = 32768  # sequences x gate columns per step, per thread
 _lock = threading.Lock()
 _executor: "ThreadPoolExecutor | None" = None
+_executor_workers = 0
 _controller = None
 
 
@@ -103,12 +104,13 @@ def single_threaded_blas() -> Iterator[None]:
 def _pool(workers: int) -> "ThreadPoolExecutor":
     from concurrent.futures import ThreadPoolExecutor
 
-    global _executor
+    global _executor, _executor_workers
     with _lock:
-        if _executor is None or _executor._max_workers < workers:
+        if _executor is None or _executor_workers < workers:
             if _executor is not None:
                 _executor.shutdown(wait=False)
             _executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lstm-inspect-step")
+            _executor_workers = workers
         return _executor
 
 

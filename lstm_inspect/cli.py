@@ -588,8 +588,11 @@ def _run(args: list[str], debug: bool) -> int:
         return ExitStatus.OK
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except click.ClickException as exc:  # usage errors: Click's own message, status 2
-        exc.show()
+    except click.ClickException as exc:  # usage errors: one line too, pointing at --help
+        if isinstance(exc, _NO_ARGS_IS_HELP):  # `lstm-inspect` alone: the help, as before
+            exc.show()
+        else:
+            click.echo(f"lstm-inspect: error: {_one_line(exc)}", err=True)
         return ExitStatus.ERROR if exc.exit_code in (1, 2) else exc.exit_code
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
@@ -614,6 +617,17 @@ def _run(args: list[str], debug: bool) -> int:
         text = " ".join(str(exc).split())[:300]
         click.echo(f"lstm-inspect: internal error: {type(exc).__name__}: {text} (rerun with --debug for the traceback)", err=True)
         return INTERNAL_ERROR
+
+
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+def _one_line(exc: click.ClickException) -> str:
+    text = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.UsageError) and ctx is not None:
+        text += f" (see '{ctx.command_path} --help')"
+    return text
 
 
 def _silence_stdout() -> None:

@@ -370,3 +370,29 @@ def test_internal_error_in_a_real_process_is_one_line(tmp_path):
     ]
     debug = subprocess.run(CLI + ["--debug", "layers", str(SAMPLES / "single_lstm.h5")], capture_output=True, env=env, timeout=120, check=False)
     assert debug.returncode != 0 and b"Traceback" in debug.stderr and b"ZeroDivisionError: provoked" in debug.stderr
+
+
+@pytest.mark.parametrize("args, names", [
+    (["trace", "{model}", "{csv}", "--threads", "0"], ["--threads", "trace --help"]),
+    (["trace", "{model}", "{csv}", "--dtype", "float16"], ["--dtype", "float16"]),
+    (["trace", "{model}"], ["INPUT", "trace --help"]),
+    (["weights", "{model}", "--no-such-option"], ["--no-such-option", "weights --help"]),
+    (["frobnicate"], ["frobnicate", "lstm-inspect --help"]),
+    (["plot", "{model}", "{csv}"], ["--output"]),
+])
+def test_usage_errors_are_one_line_with_status_2(args, names):
+    model, csv = SAMPLES / "single_lstm.keras", SAMPLES / "single_lstm.csv"
+    argv = [a.format(model=model, csv=csv) for a in args]
+    result = subprocess.run(CLI + argv, capture_output=True, timeout=120, check=False)
+    stderr = result.stderr.decode()
+    assert result.returncode == ExitStatus.ERROR
+    assert result.stdout == b""
+    assert len(stderr.splitlines()) == 1 and stderr.startswith("lstm-inspect: error: "), stderr
+    for name in names:
+        assert name in stderr
+
+
+def test_no_arguments_shows_the_help():
+    result = subprocess.run(CLI, capture_output=True, timeout=120, check=False)
+    assert result.returncode == ExitStatus.ERROR
+    assert b"Usage: lstm-inspect" in result.stdout + result.stderr and b"Commands:" in result.stdout + result.stderr

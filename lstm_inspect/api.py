@@ -27,28 +27,10 @@ from .model import Model, load_model
 from .tracing import predict_batches, trace_blocks
 from .weights import GateBlock, label_weights
 from .export import ExportedWeights, export_weights
+from . import _API
 from .stats import GateStats, compute_stats, stats_frame
 
-__all__ = [
-    "load_model",
-    "layer_rows",
-    "label_weights",
-    "weights_frame",
-    "trace",
-    "trace_arrays",
-    "predict",
-    "as_sequences",
-    "ReplayOptions",
-    "GateBlock",
-    "Model",
-    "gate_stats",
-    "compute_stats",
-    "GateStats",
-    "export_weights",
-    "ExportedWeights",
-    "plot_trace",
-    "plot_saturation",
-]
+__all__ = sorted(_API)  # the public names are listed once, in __init__ (which imports this lazily)
 
 
 def as_sequences(x: Any, csv: CsvOptions | None = None, dtype=np.float32, *, token_ids: bool = False) -> list[InputSequence]:

@@ -28,7 +28,8 @@ from typing import Any, BinaryIO, Mapping, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from .engine import ReplayOptions, value_names
+from .engine import ReplayOptions
+from .frames import trace_columns
 from .errors import UsageProblem
 from .inputs import InputSequence
 from .layouts import GATE_NAMES
@@ -144,16 +145,10 @@ def trace_figure(
 
     options = options or ReplayOptions()
     selected = model.select_recurrent(layers)
-    rows: list[str] = []
-    for layer in selected:
-        for name in value_names(layer, False):
-            if name not in rows:
-                rows.append(name)
-    if gates:
-        unknown = [g for g in gates if g not in rows]
-        if unknown:
-            raise UsageProblem(f"unknown gate(s) {', '.join(unknown)} (these layers have: {', '.join(rows)})")
-        rows = [name for name in rows if name in gates]
+    try:
+        rows = list(trace_columns(selected, gates=gates, pre_activation=False, masked=False).names)
+    except ValueError as exc:  # an unknown gate
+        raise UsageProblem(str(exc)) from None
     seq_id, traced = collect_sequence(model, sequences, selected, sequence=sequence, options=options,
                                       stateful=stateful, initial_states=initial_states)
     steps = max((t.shape[0] for t, _ in traced.values()), default=1)

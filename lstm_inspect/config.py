@@ -16,14 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
 from .errors import ModelFileError
+from .kinds import CELL_CLASSES, RECURRENT_CLASSES
 
 MODEL_CLASSES = {"Sequential", "Functional", "Model"}
-RECURRENT_CLASSES = {"LSTM", "GRU", "SimpleRNN", "CuDNNLSTM", "CuDNNGRU"}
 # Keras 1 config keys, by the name Keras 2 and 3 use.
 KERAS1_NAMES = {"units": "output_dim", "recurrent_activation": "inner_activation", "use_bias": "bias"}
 KERAS1_RENAMED = {"LSTM", "GRU", "SimpleRNN", "Dense"}  # (Embedding's output_dim kept its meaning)
-# Generic RNN wrappers whose cell says what they are (Keras 2/3 ``RNN(LSTMCell(...))``).
-CELL_CLASSES = {"LSTMCell": "LSTM", "GRUCell": "GRU", "SimpleRNNCell": "SimpleRNN"}
 
 
 @dataclass(frozen=True)
@@ -54,10 +52,21 @@ class LayerSpec:
     children: Mapping[str, "LayerSpec"] = field(default_factory=dict)
     container: tuple[str, ...] = ()  # enclosing nested models, outermost first
     shared: bool = False  # called more than once in the graph (not replayable)
+    module: str | None = None  # Keras 3 configs: the defining module ("keras.layers"), or a custom one
+    registered_name: str | None = None  # Keras 3 configs: set for registered (custom) classes
+
+    @property
+    def custom(self) -> bool:
+        """Recorded as a class from outside Keras (Keras 3 configs say; older ones do not)."""
+        root = (self.module or "").split(".")[0]
+        if root and root not in ("keras", "tf_keras", "tensorflow"):
+            return True
+        return bool(self.registered_name) and self.registered_name != self.class_name
 
     @property
     def kind(self) -> str:
-        """The recurrent kind (LSTM, GRU, SimpleRNN, CuDNNLSTM, CuDNNGRU) or the class name."""
+        """The recurrent class (LSTM, GRU, SimpleRNN, CuDNNLSTM, ConvLSTM2D, ...; the cell's for
+        ``RNN(cell)``), or the class name."""
         if self.class_name == "RNN":
             cell = self.config.get("cell")
             if isinstance(cell, dict):
@@ -98,6 +107,8 @@ class ModelGraph:
     outputs: tuple[Edge, ...]
     input_shape: tuple[int | None, ...] | None  # without the batch axis, e.g. (T, F)
     batch_size: int | None = None  # fixed batch size (stateful models), if declared
+    # Input name -> its declared shape without the batch axis ((T, F), (D,), ...), where the config says.
+    input_shapes: Mapping[str, tuple[int | None, ...]] = field(default_factory=dict)
     # Each model (the top one is ``()``, a nested one its path of names) -> its direct
     # members in config order: (class name, flattened layer name or nested model path).
     # Keras 3 weight files name their groups by this order.
@@ -151,6 +162,7 @@ def parse_model_config(model_config: Mapping[str, Any], label: str) -> ModelGrap
         input_shape=shape,
         batch_size=batch,
         members={key: tuple(value) for key, value in builder.members.items()},
+        input_shapes=dict(builder.input_shapes),
     )
 
 
@@ -161,6 +173,7 @@ class _GraphBuilder:
         self.names: set[str] = set()
         self.input_shape: tuple[int | None, ...] | None = None
         self.batch_size: int | None = None
+        self.input_shapes: dict[str, tuple[int | None, ...]] = {}
         # Outer references to a nested model resolve to its output tensors.
         self.aliases: dict[str, tuple[Edge, ...]] = {}
         self.members: dict[tuple[str, ...], list[tuple[str, str | tuple[str, ...]]]] = {}
@@ -210,10 +223,13 @@ class _GraphBuilder:
         layers = self._layer_list(config)
         previous: tuple[Edge, ...] | None = feed
         inputs: list[str] = []
+        build_shape = None
         if feed is None and isinstance(config, Mapping):
             build_shape = config.get("build_input_shape")
             if isinstance(build_shape, list) and build_shape:
                 self._note_shape(build_shape)
+            else:
+                build_shape = None
         for entry in layers:
             class_name = str(entry.get("class_name"))
             layer_config = entry.get("config") or {}
@@ -222,7 +238,7 @@ class _GraphBuilder:
                     name = self._add(prefix, entry, container, inbound=())
                     inputs.append(name)
                     previous = (Edge(name),)
-                    self._note_input_layer(layer_config)
+                    self._note_input_layer(layer_config, name)
                 continue
             if previous is None and (class_name in MODEL_CLASSES or _looks_like_model(entry)):
                 # A nested model first, without an InputLayer: its own input is the model's.
@@ -236,8 +252,10 @@ class _GraphBuilder:
                 continue
             if previous is None:
                 # Keras 2 Sequential without an InputLayer: the first layer takes the input.
-                self._note_layer_shape(layer_config)
                 name = self._add(prefix, entry, container, inbound=())
+                self._note_layer_shape(layer_config, name)
+                if name not in self.input_shapes and build_shape is not None:
+                    self.input_shapes[name] = self._dims(build_shape)
                 inputs.append(name)
                 previous = (Edge(name),)
                 continue
@@ -282,7 +300,7 @@ class _GraphBuilder:
                     name = self._add(prefix, entry, container, inbound=())
                     local[keras_name] = name
                     inputs.append(name)
-                    self._note_input_layer(layer_config)
+                    self._note_input_layer(layer_config, name)
                 continue
             inbound = tuple(
                 Edge(local.get(edge.layer, f"{prefix}{edge.layer}"), edge.index) for edge in (nodes[0] if nodes else [])
@@ -337,6 +355,8 @@ class _GraphBuilder:
             children=children,
             container=container,
             shared=shared,
+            module=entry.get("module") if isinstance(entry.get("module"), str) else None,
+            registered_name=entry.get("registered_name") if isinstance(entry.get("registered_name"), str) else None,
         )
         if spec.is_recurrent:
             check_recurrent_config(spec, self.label)
@@ -363,27 +383,33 @@ class _GraphBuilder:
 
     # -- input shape ------------------------------------------------------------
 
-    def _note_input_layer(self, config: Mapping[str, Any]) -> None:
+    def _note_input_layer(self, config: Mapping[str, Any], name: str) -> None:
         shape = config.get("batch_shape") or config.get("batch_input_shape")
         if isinstance(shape, list) and shape:
             self._note_shape(shape)
+            self.input_shapes[name] = self._dims(shape)
 
-    def _note_layer_shape(self, config: Mapping[str, Any]) -> None:
+    def _note_layer_shape(self, config: Mapping[str, Any], name: str) -> None:
         shape = config.get("batch_input_shape") or config.get("batch_shape")
-        if isinstance(shape, list) and shape:
-            self._note_shape(shape)
-        elif isinstance(config.get("input_shape"), list):
-            self._note_shape([None] + list(config["input_shape"]))
-        elif config.get("input_dim") is not None:  # Keras 1
-            self._note_shape([None, config.get("input_length"), config["input_dim"]])
+        if not (isinstance(shape, list) and shape):
+            if isinstance(config.get("input_shape"), list):
+                shape = [None] + list(config["input_shape"])
+            elif config.get("input_dim") is not None:  # Keras 1
+                shape = [None, config.get("input_length"), config["input_dim"]]
+            else:
+                return
+        self._note_shape(shape)
+        self.input_shapes[name] = self._dims(shape)
+
+    def _dims(self, shape: list) -> tuple[int | None, ...]:
+        if not all(d is None or (_is_int(d) and 0 <= d < 1 << 40) for d in shape):
+            raise ModelFileError(f"{self.label}: the model's input shape {_clip(shape)} is not a list of sizes")
+        return tuple(int(d) if isinstance(d, (int, float)) and d is not None else None for d in shape[1:])
 
     def _note_shape(self, shape: list) -> None:
         if self.input_shape is not None:
             return
-        if not all(d is None or (_is_int(d) and 0 <= d < 1 << 40) for d in shape):
-            raise ModelFileError(f"{self.label}: the model's input shape {_clip(shape)} is not a list of sizes")
-        dims = tuple(int(d) if isinstance(d, (int, float)) and d is not None else None for d in shape[1:])
-        self.input_shape = dims
+        self.input_shape = self._dims(shape)
         if shape and isinstance(shape[0], int):
             self.batch_size = int(shape[0])
 
@@ -397,7 +423,7 @@ def check_recurrent_config(spec: LayerSpec, label: str) -> None:
     """Refuse a recurrent layer whose settings have the wrong type (``units: "abc"``,
     ``go_backwards: "yes"``), rather than guess what a damaged or crafted file means."""
     where = f"{label}: layer '{spec.name}' ({spec.class_name})"
-    units = spec.get("units")
+    units = spec.get("units", spec.get("filters"))
     if units is not None and not (_is_int(units) and 1 <= units <= MAX_UNITS):
         raise ModelFileError(f"{where}: units is {_clip(units)}, not a whole number from 1 to {MAX_UNITS:,}")
     for key in RECURRENT_FLAGS:

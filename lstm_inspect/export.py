@@ -49,6 +49,7 @@ from numpy.typing import NDArray
 
 from .activations import HARD_SIGMOID, hard_sigmoid_for
 from .errors import UnsupportedLayer, UsageProblem
+from .kinds import ExportOrder
 from .model import Model, RecurrentLayer
 from .weights import equations
 
@@ -56,12 +57,6 @@ LAYOUTS = ("gates", "pytorch", "onnx")
 FORMATS = ("npz", "json")
 METADATA_KEY = "__metadata__"
 
-# PyTorch's gate order, as indices into Keras' blocks.
-_TORCH_ORDER = {"LSTM": (0, 1, 2, 3), "GRU": (1, 0, 2), "SimpleRNN": (0,)}  # i,f,g,o | r,z,n | h
-# ONNX's gate order, as indices into Keras' blocks.
-_ONNX_ORDER = {"LSTM": (0, 3, 1, 2), "GRU": (0, 1, 2), "SimpleRNN": (0,)}  # i,o,f,c | z,r,h | h
-_ONNX_OP = {"LSTM": "LSTM", "GRU": "GRU", "SimpleRNN": "RNN"}
-_TORCH_MODULE = {"LSTM": "LSTM", "GRU": "GRU", "SimpleRNN": "RNN"}
 _ONNX_ACTIVATIONS = {
     "sigmoid": "Sigmoid",
     "tanh": "Tanh",
@@ -166,8 +161,8 @@ class _Context:
         """(activation, recurrent_activation), refusing when the file does not record them."""
         activation = layer.activation or self.assume_activation
         recurrent = layer.recurrent_activation or self.assume_recurrent_activation
-        if layer.kind == "SimpleRNN":
-            recurrent = recurrent or "sigmoid"
+        if not layer.kind.recurrent_gates:
+            recurrent = recurrent or "sigmoid"  # not used by the kind
         if activation is None or recurrent is None:
             raise UsageProblem(
                 f"layer '{layer.name}': the file does not record its activations, which the {needs} layout "
@@ -213,15 +208,15 @@ def _describe(layer: RecurrentLayer, activation: str | None = None, recurrent: s
     w = layer.weights
     info: dict[str, Any] = {
         "name": layer.name,
-        "kind": layer.kind,
+        "kind": layer.kind.name,
         "units": w.units,
         "features": w.features,
         "activation": activation or layer.activation,
-        "recurrent_activation": None if layer.kind == "SimpleRNN" else (recurrent or layer.recurrent_activation),
+        "recurrent_activation": (recurrent or layer.recurrent_activation) if layer.kind.recurrent_gates else None,
         "go_backwards": layer.go_backwards,
         "use_bias": w.bias is not None,
     }
-    if layer.kind == "GRU":
+    if layer.kind.two_biases:
         info["reset_after"] = w.reset_after
     return info
 
@@ -239,6 +234,8 @@ def _gates(layer: RecurrentLayer, context: _Context, arrays: dict[str, NDArray])
             keys.append(key)
     info = _describe(layer)
     info.update(gates=list(w.gates), keys=keys, equations=equations(layer))
+    if w.taps:
+        info["kernel_taps"] = list(w.taps)
     return info
 
 
@@ -249,28 +246,29 @@ def _pytorch(group: list[RecurrentLayer], context: _Context, arrays: dict[str, N
     first = group[0]
     name = first.wrapper or first.name
     kind = first.kind
+    layout = _layout_of(first, kind.torch, "pytorch", "PyTorch")
     keys = []
     nonlinearity = None
     for layer in group:
         activation, recurrent = context.activations(layer, "pytorch")
         where = f"layer '{layer.name}'"
-        if kind in ("LSTM", "GRU") and (recurrent, activation) != ("sigmoid", "tanh"):
+        if kind.recurrent_gates and (recurrent, activation) != ("sigmoid", "tanh"):
             raise UnsupportedLayer(
-                f"{where}: torch.nn.{kind} computes sigmoid gates and tanh; this layer uses "
+                f"{where}: torch.nn.{layout.module} computes sigmoid gates and tanh; this layer uses "
                 f"recurrent_activation={recurrent}, activation={activation} (the onnx layout records other activations)"
             )
-        if kind == "SimpleRNN":
+        if not kind.recurrent_gates:
             if activation not in ("tanh", "relu"):
                 raise UnsupportedLayer(f"{where}: torch.nn.RNN supports tanh or relu; this layer uses {activation}")
             nonlinearity = activation
-        if kind == "GRU" and not layer.weights.reset_after:
+        if kind.two_biases and not layer.weights.reset_after:
             raise UnsupportedLayer(
                 f"{where}: a GRU with reset_after=False applies the reset gate before the recurrent product, "
                 "which torch.nn.GRU cannot express (it applies it after); use the onnx layout "
                 "(linear_before_reset=0) or gates"
             )
         w = layer.weights
-        order = _TORCH_ORDER[kind]
+        order = layout.order
         suffix = "_reverse" if layer.direction == "backward" else ""
         tensors = {
             f"weight_ih_l0{suffix}": _blocks(np.asarray(w.kernel), w.units, order).T,  # (G·U, F)
@@ -295,14 +293,21 @@ def _pytorch(group: list[RecurrentLayer], context: _Context, arrays: dict[str, N
     if nonlinearity:
         kwargs["nonlinearity"] = nonlinearity
     info.update(
-        module=f"torch.nn.{_TORCH_MODULE[kind]}",
+        module=f"torch.nn.{layout.module}",
         module_kwargs=kwargs,
-        gate_order={"LSTM": "i,f,g,o", "GRU": "r,z,n", "SimpleRNN": "h"}[kind],
+        gate_order=layout.text,
         keys=keys,
     )
     if len(group) == 1 and first.go_backwards:
         info["note"] = "go_backwards: feed the input reversed in time (torch.flip) and flip the outputs back"
     return info
+
+
+def _layout_of(layer: RecurrentLayer, order: ExportOrder | None, layout: str, framework: str) -> ExportOrder:
+    if order is None:
+        raise UnsupportedLayer(f"layer '{layer.name}': {framework} has no {layer.kind.name} layer (the {layout} layout "
+                               "cannot hold it; the gates layout can)")
+    return order
 
 
 def _check_directions(group: list[RecurrentLayer], layout: str) -> None:
@@ -322,15 +327,19 @@ def _onnx(group: list[RecurrentLayer], context: _Context, arrays: dict[str, NDAr
     first = group[0]
     name = first.wrapper or first.name
     kind = first.kind
+    layout = _layout_of(first, kind.onnx, "onnx", "ONNX")
     _check_directions(group, "onnx")
-    order = _ONNX_ORDER[kind]
+    order = layout.order
     W, R, B = [], [], []
     names: list[str] = []
     alphas: list[float] = []
     betas: list[float] = []
     for layer in group:
         activation, recurrent = context.activations(layer, "onnx")
-        functions = [activation] if kind == "SimpleRNN" else [recurrent, activation] + ([activation] if kind == "LSTM" else [])
+        # ONNX lists f (gates), g (candidate) and, where the kind has a cell, h (the cell's activation).
+        functions = [recurrent, activation] if kind.recurrent_gates else [activation]
+        if kind.extra_values:
+            functions.append(activation)
         for function in functions:
             onnx_name, alpha, beta = _onnx_activation(function, context.hard, layer.name)
             names.append(onnx_name)
@@ -353,14 +362,14 @@ def _onnx(group: list[RecurrentLayer], context: _Context, arrays: dict[str, NDAr
         attributes["activation_alpha"] = alphas
     if betas:
         attributes["activation_beta"] = betas
-    if kind == "GRU":
+    if kind.two_biases:
         attributes["linear_before_reset"] = int(first.weights.reset_after)
     info = _describe(first, *context.activations(first, "onnx"))
     info["name"] = name
     info.update(
-        op_type=_ONNX_OP[kind],
+        op_type=layout.module,
         attributes=attributes,
-        gate_order={"LSTM": "i,o,f,c", "GRU": "z,r,h", "SimpleRNN": "h"}[kind],
+        gate_order=layout.text,
         keys=[f"{name}/W", f"{name}/R", f"{name}/B"],
     )
     return info

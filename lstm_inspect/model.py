@@ -29,21 +29,18 @@ from .config import (
     parse_model_config,
 )
 from .errors import ModelFileError, UsageProblem
-from .layouts import (
+from .kinds import (
+    CUDNN_CLASSES,
+    RecurrentKind,
     RecurrentWeights,
-    build_recurrent_weights,
     canonical_name,
-    infer_recurrent_kind,
+    gate_count,
+    guess_kind,
+    kind_of,
 )
 from .reading import H5Group, ModelFile, StoredArray, keras_major, read_model_file
 
-# Keras 3 stores positional vars; their meaning per layer class.
-_VAR_NAMES: dict[str, tuple[str, ...]] = {
-    "Dense": ("kernel", "bias"),
-    "Embedding": ("embeddings",),
-    "Conv1D": ("kernel", "bias"),
-    "EinsumDense": ("kernel", "bias"),
-}
+# A recurrent cell's positional Keras 3 vars.
 _RECURRENT_VARS = ("kernel", "recurrent_kernel", "bias")
 
 
@@ -64,7 +61,7 @@ class RecurrentLayer:
     direction: str | None = None  # "forward" / "backward"
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> RecurrentKind:
         return self.weights.kind
 
     @property
@@ -250,13 +247,9 @@ class _Binder:
         if spec.class_name == "TimeDistributed" and "layer" in spec.children:
             self._assign_named(spec.children["layer"], arrays)
             return
-        named: dict[str, StoredArray] = {}
-        for array in arrays:
-            key = _keras1_key(canonical_name(array.name), spec)
-            if key in named:  # e.g. two "kernel"s: keep both distinguishable
-                key = f"{key}#{sum(k.split('#')[0] == key for k in named)}"
-            named[key] = array
-        self.weights[spec.name] = named
+        self.weights[spec.name] = {
+            _keras1_key(key, spec): array for key, array in zip(_unique_keys([a.name for a in arrays]), arrays)
+        }
 
     # -- Keras 3 trees ---------------------------------------------------------------
 
@@ -302,8 +295,36 @@ class _Binder:
         for index, array in enumerate(stored):
             key = names[index] if index < len(names) else str(index)
             named[key] = array
+        if not spec.is_recurrent:  # sub-layers' weights (MultiHeadAttention's query, key, ...): "<path>/<index>"
+            for path, child in _nested(node):
+                for index, array in enumerate(child.vars):
+                    named.setdefault(f"{path}/{index}", array)
         if named:
             self.weights[spec.name] = named
+
+
+def _nested(node: H5Group, prefix: str = ""):
+    """(relative path, group) for every group below ``node`` that holds vars."""
+    for key, child in node.children.items():
+        path = f"{prefix}{key}"
+        if child.vars:
+            yield path, child
+        yield from _nested(child, f"{path}/")
+
+
+def _unique_keys(names: list[str]) -> list[str]:
+    """Each stored name by its shortest unique tail: ``lstm/lstm_cell/kernel:0`` -> ``kernel``, but
+    ``mha/query/kernel:0`` and ``mha/key/kernel:0`` -> ``query/kernel``, ``key/kernel``."""
+    parts = [name.split(":", 1)[0].split("/") for name in names]
+    depth = [1] * len(parts)
+    for _ in range(8):
+        keys = ["/".join(p[-d:]) for p, d in zip(parts, depth)]
+        clashes = {k for k in keys if keys.count(k) > 1}
+        if not clashes:
+            return keys
+        depth = [d + 1 if k in clashes and d < len(p) else d for p, d, k in zip(parts, depth, keys)]
+    keys = ["/".join(p[-d:]) for p, d in zip(parts, depth)]
+    return [k if keys.count(k) == 1 else f"{k}#{i}" for i, k in enumerate(keys)]
 
 
 # Keras 1 named weights after their layer ("dense_1_W", "lstm_1_U_f"); these are the
@@ -322,19 +343,11 @@ def _keras1_key(key: str, spec: LayerSpec) -> str:
 
 
 def _var_names(spec: LayerSpec) -> tuple[str, ...]:
-    if spec.class_name in ("BatchNormalization", "LayerNormalization"):
-        names = []
-        if spec.config.get("scale", True):
-            names.append("gamma")
-        if spec.config.get("center", True):
-            names.append("beta")
-        if spec.class_name == "BatchNormalization":
-            names += ["moving_mean", "moving_variance"]
-        return tuple(names)
-    names = _VAR_NAMES.get(spec.class_name, ())
-    if names and spec.config.get("use_bias", True) is False:
-        names = tuple(n for n in names if n != "bias")
-    return names
+    """What a layer's positional Keras 3 ``vars/0, 1, ...`` are, as its builder declares them."""
+    from .ops import op_for
+
+    definition = op_for(spec.class_name)
+    return definition.variable_names(spec.config) if definition is not None else ()
 
 
 def _split_directions(arrays: list[StoredArray]) -> tuple[list[StoredArray], list[StoredArray]]:
@@ -424,6 +437,45 @@ def _with(spec: LayerSpec, **changes: Any) -> LayerSpec:
     return replace(spec, **changes)
 
 
+def _infer(stored: Mapping[str, StoredArray]) -> tuple[RecurrentKind, int, bool] | None:
+    """(kind, units, reset_after) of a layer from its weights alone, or None when not recurrent."""
+    found = gate_count(stored)
+    if found is None:
+        return None
+    gates, units, rank = found
+    kind = guess_kind(gates, rank)
+    if kind is None:
+        return None
+    bias = stored.get("bias")
+    reset_after = bool(kind.two_biases and bias is not None and bias.array.ndim == 2)
+    return kind, units, reset_after
+
+
+def _keras1_arrays(name: str, arrays: list[StoredArray]) -> dict[str, StoredArray]:
+    """Keras 1 per-gate arrays named after their layer (``gru_1_W_z``) by their short names (``W_z``)."""
+    named = {}
+    for array in arrays:
+        key = canonical_name(array.name)
+        base = name.rsplit("/", 1)[-1]
+        for prefix in (f"{base}_",):
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+        named[key] = array
+    return named
+
+
+def _keras1_kind(named: Mapping[str, StoredArray]) -> tuple[RecurrentKind, int] | None:
+    """A Keras 1 recurrent layer from its per-gate arrays (``W_i``... LSTM, ``W_z``... GRU), or None."""
+    from .kinds import KINDS
+
+    for kind in KINDS:
+        letters = kind.keras1_letters
+        if letters and all(f"W_{g}" in named and f"U_{g}" in named for g in letters):
+            units = named[f"U_{letters[0]}"].array.shape[-1]
+            return kind, int(units)
+    return None
+
+
 def _guess_named_layer(name: str, arrays: list[StoredArray]) -> tuple[LayerSpec, dict[str, dict[str, StoredArray]]]:
     named = {canonical_name(a.name): a for a in arrays}
     forward, backward = _split_directions(arrays) if arrays else ([], [])
@@ -431,11 +483,11 @@ def _guess_named_layer(name: str, arrays: list[StoredArray]) -> tuple[LayerSpec,
     if has_directions:
         f_named = {canonical_name(a.name): a for a in forward}
         b_named = {canonical_name(a.name): a for a in backward}
-        f_kind, b_kind = infer_recurrent_kind(f_named), infer_recurrent_kind(b_named)
-        if f_kind and b_kind:
+        f_guess, b_guess = _infer(f_named), _infer(b_named)
+        if f_guess and b_guess:
             children = {
-                "forward": _guessed_recurrent(f"{name}/forward", name, f_kind, f_named, go_backwards=False),
-                "backward": _guessed_recurrent(f"{name}/backward", name, b_kind, b_named, go_backwards=True),
+                "forward": _guessed_recurrent(f"{name}/forward", name, f_guess, f_named, go_backwards=False),
+                "backward": _guessed_recurrent(f"{name}/backward", name, b_guess, b_named, go_backwards=True),
             }
             spec = LayerSpec(
                 name=name,
@@ -445,14 +497,21 @@ def _guess_named_layer(name: str, arrays: list[StoredArray]) -> tuple[LayerSpec,
                 children=children,
             )
             return spec, {f"{name}/forward": f_named, f"{name}/backward": b_named}
-    guess = infer_recurrent_kind(named)
+    guess = _infer(named)
     if guess:
         return _guessed_recurrent(name, name, guess, named, go_backwards=False), {name: named}
+    keras1 = _keras1_arrays(name, arrays)
+    old = _keras1_kind(keras1)
+    if old:
+        kind, units = old
+        return _guessed_recurrent(name, name, (kind, units, False), keras1, go_backwards=False), {name: keras1}
     class_name = "Unknown"
     if set(named) == {"embeddings"}:
         class_name = "Embedding"
     elif "kernel" in named and set(named) <= {"kernel", "bias"} and named["kernel"].array.ndim == 2:
         class_name = "Dense"
+    elif set(keras1) in ({"W", "b"}, {"W"}) and keras1["W"].array.ndim == 2:  # Keras 1 Dense
+        class_name, named = "Dense", {"kernel": keras1["W"], **({"bias": keras1["b"]} if "b" in keras1 else {})}
     elif not arrays:
         class_name = "NoWeights"
     config: dict[str, Any] = {"name": name}
@@ -464,23 +523,24 @@ def _guess_named_layer(name: str, arrays: list[StoredArray]) -> tuple[LayerSpec,
 
 def _guessed_recurrent(name, keras_name, guess, named, go_backwards) -> LayerSpec:
     kind, units, reset_after = guess
-    if kind == "LSTM" and "bias" in named and named["bias"].array.shape == (8 * units,):
-        kind = "CuDNNLSTM"
-    elif kind == "GRU" and "bias" in named and named["bias"].array.shape == (6 * units,):
-        kind = "CuDNNGRU"
+    class_name = kind.keras_classes[0]
+    bias = named.get("bias")
+    cudnn = f"CuDNN{kind.name}"
+    if cudnn in CUDNN_CLASSES and bias is not None and bias.array.shape == (2 * len(kind.gates) * units,):
+        class_name = cudnn  # a cuDNN layer keeps an input and a recurrent bias side by side
     config = {
         "name": keras_name,
         "units": units,
         "activation": None,
         "recurrent_activation": None,
-        "use_bias": "bias" in named,
+        "use_bias": "bias" in named or "b_" + (kind.keras1_letters or ("",))[0] in named,
         "return_sequences": None,
         "go_backwards": go_backwards,
         "stateful": None,
         "reset_after": reset_after,
         "_guessed": True,
     }
-    return LayerSpec(name=name, class_name=kind, config=config, keras_name=keras_name)
+    return LayerSpec(name=name, class_name=class_name, config=config, keras_name=keras_name)
 
 
 _CLASS_FROM_KEY = {
@@ -505,7 +565,7 @@ def _guess_tree_layer(name: str, key: str, node: H5Group):
             cell = child.children.get("cell") if child else None
             vars_ = cell.vars if cell else []
             stored = {n: a for n, a in zip(_RECURRENT_VARS, vars_)}
-            guess = infer_recurrent_kind(stored)
+            guess = _infer(stored)
             if guess:
                 children[direction] = _guessed_recurrent(
                     f"{name}/{direction}", name, guess, stored, go_backwards=direction == "backward"
@@ -516,11 +576,11 @@ def _guess_tree_layer(name: str, key: str, node: H5Group):
     if class_name in ("LSTM", "GRU", "SimpleRNN"):
         cell = node.children.get("cell")
         stored = {n: a for n, a in zip(_RECURRENT_VARS, cell.vars if cell else [])}
-        guess = infer_recurrent_kind(stored)
+        guess = _infer(stored)
         if guess:
             return _guessed_recurrent(name, name, guess, stored, go_backwards=False), {name: stored}
     stored = {str(i): a for i, a in enumerate(node.vars)}
-    names = _VAR_NAMES.get(class_name)
+    names = _var_names(LayerSpec(name=name, class_name=class_name, config={}, keras_name=name))
     if names:
         stored = {names[i] if i < len(names) else str(i): a for i, a in enumerate(node.vars)}
     spec = LayerSpec(name=name, class_name=class_name, config={"name": name}, keras_name=name)
@@ -548,24 +608,29 @@ def _recurrent_layer(model: Model, spec: LayerSpec, name: str, wrapper: str | No
     where = f"{model.label}: layer '{name}'"
     if stored is None:
         raise ModelFileError(f"{where}: no weights for this layer were found in the file")
-    kind = spec.kind
-    units = spec.get("units")
+    kind = kind_of(spec.kind)
+    if kind is None:
+        raise ModelFileError(f"{where}: unknown recurrent layer kind {spec.kind}")
+    units = spec.get("units", spec.get("filters"))
     use_bias = spec.get("use_bias", True)
     if use_bias is None:
         use_bias = "bias" in stored
-    weights = build_recurrent_weights(
-        kind,
+    reset_after = spec.get("reset_after")
+    if reset_after is None:
+        reset_after = kind.default_reset_after(model.keras_major)
+    weights = kind.weights(
         int(units) if isinstance(units, (int, float)) else None,
         stored,
         use_bias=bool(use_bias),
-        reset_after=bool(spec.get("reset_after", kind == "GRU" and (model.keras_major or 0) >= 3)),
+        reset_after=bool(reset_after),
+        cudnn=spec.kind in CUDNN_CLASSES,
         where=where,
     )
     activation = activation_name(spec.get("activation", "tanh"))
     recurrent_activation = activation_name(spec.get("recurrent_activation", default_recurrent_activation(model)))
     if spec.config.get("_guessed"):
         activation = recurrent_activation = None
-    if kind in ("CuDNNLSTM", "CuDNNGRU"):  # cuDNN's kernels are fixed to these
+    if spec.kind in CUDNN_CLASSES:  # cuDNN's kernels are fixed to these
         activation, recurrent_activation = "tanh", "sigmoid"
     return RecurrentLayer(
         name=name,
@@ -590,9 +655,3 @@ def default_recurrent_activation(model: Model) -> str:
     if parts[0] < 2 or (parts[0] == 2 and len(parts) > 1 and parts[1] < 3):
         return "hard_sigmoid"
     return "sigmoid"
-
-
-def spec_summary(spec: LayerSpec) -> Mapping[str, Any]:
-    """The settings shown by ``layers``, read from the spec (the wrapped layer's for wrappers)."""
-    inner = spec.children.get("forward") or spec.children.get("layer") or spec
-    return inner.config

@@ -32,7 +32,6 @@ from .engine import ReplayOptions
 from .frames import trace_columns
 from .errors import UsageProblem
 from .inputs import InputSequence
-from .layouts import GATE_NAMES
 from .model import Model, RecurrentLayer
 from .stats import ACTIVATION_RANGE, LEFT_THRESHOLD, RIGHT_THRESHOLD, GateStats, value_activation
 from .tracing import trace_blocks
@@ -48,7 +47,7 @@ GATE_COLOURS = {
     "r": "#17becf",
     "h": "#7f7f7f",
 }
-_VALUE_NAMES = dict(GATE_NAMES, cell="cell state", hidden="hidden state")
+_STATE_NAMES = {"cell": "cell state", "hidden": "hidden state"}
 
 
 def require_matplotlib() -> None:
@@ -186,7 +185,8 @@ def trace_figure(
         image = None
         for _, col, _, t, keep, matrix in in_row:
             image = _heatmap(axes[row][col], matrix, t, keep, scale)
-        axes[row][0].set_ylabel(f"{name}\n({_VALUE_NAMES.get(name, name)})\nunit", fontsize=8)
+        described = _STATE_NAMES.get(name) or in_row[0][2].kind.gate_name(name)
+        axes[row][0].set_ylabel(f"{name}\n({described})\nunit", fontsize=8)
         bar = figure.colorbar(image, ax=list(axes[row]), fraction=0.05 / len(selected) ** 0.5, pad=0.01, aspect=12)
         bar.ax.tick_params(labelsize=6)
     return figure

@@ -412,6 +412,8 @@ def _storage_size(dataset) -> int:
 def _read_keras_tree(h5, label: str, prefix: str) -> H5Group:
     budget = _Budget(label)
     if "layers" not in h5:
+        if any(key.startswith("layers\\") for key in h5):
+            return _read_backslash_tree(h5, label, prefix, budget)
         return H5Group(key="", name_attr=None)
     _require_hard_link(h5, "layers", label)
     import h5py
@@ -420,6 +422,38 @@ def _read_keras_tree(h5, label: str, prefix: str) -> H5Group:
     if not isinstance(layers, h5py.Group):
         raise ModelFileError(f"{label}: '{prefix}layers' is not a group of layer weights")
     return _walk_group(layers, "", f"{prefix}layers", label, budget, depth=0, seen=set())
+
+
+def _read_backslash_tree(h5, label: str, prefix: str, budget: "_Budget") -> H5Group:
+    """A weights file written on Windows by tf.keras 2.13-2.15: its groups are named with
+    backslashes (``layers\\lstm\\cell`` is one group at the root, holding ``vars``).  They are
+    read into the tree the '/'-separated names would have made."""
+    import h5py
+
+    root = H5Group(key="", name_attr=None)
+    seen: set = set()
+    for key in sorted(k for k in h5 if k.startswith("layers\\")):
+        _require_hard_link(h5, key, label)
+        group = h5[key]
+        if not isinstance(group, h5py.Group):
+            raise ModelFileError(f"{label}: '{prefix}{key}' is not a group of layer weights")
+        parts = key.split("\\")[1:]
+        if not parts or any(part in ("", ".", "..") for part in parts):
+            raise ModelFileError(f"{label}: refused: weight group name '{_clip_text(key)}'")
+        node = root
+        for part in parts[:-1]:
+            node = node.children.setdefault(part, H5Group(key=part, name_attr=None))
+        read = _walk_group(group, parts[-1], f"{prefix}{key}", label, budget, depth=len(parts), seen=seen)
+        target = node.children.setdefault(parts[-1], H5Group(key=parts[-1], name_attr=None))
+        target.vars.extend(read.vars)
+        target.name_attr = target.name_attr or read.name_attr
+        for child_key, child in read.children.items():
+            target.children.setdefault(child_key, child)
+    return root
+
+
+def _clip_text(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _walk_group(group, key: str, path: str, label: str, budget: _Budget, depth: int, seen: set) -> H5Group:
@@ -506,6 +540,11 @@ def _read_keras_archive(path: str) -> ModelFile:
             # Tools disagree on which copy counts: a classic way to show one file to a checker
             # and another to the loader.
             raise ModelFileError(f"{label}: refused: the archive holds {twice[0]} more than once")
+        for name in listed:
+            parts = name.replace("\\", "/").split("/")
+            if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+                raise ModelFileError(f"{label}: refused: the archive holds a member named '{_clip_text(name)}', "
+                                     "which points outside the archive")
         if "config.json" not in names:
             if "saved_model.pb" in names or any(n.endswith("saved_model.pb") for n in names):
                 raise ModelFileError(f"{label}: a zipped TensorFlow SavedModel, not a .keras archive")

@@ -143,13 +143,7 @@ def value_activation(layer: RecurrentLayer, name: str, options: ReplayOptions | 
     options = options or ReplayOptions()
     activation = layer.activation or options.assume_activation
     recurrent_activation = layer.recurrent_activation or options.assume_recurrent_activation
-    if layer.kind == "SimpleRNN":
-        return activation if name == "hidden" else None
-    if name == "c":
-        return activation
-    if name in layer.gates:
-        return recurrent_activation
-    return None
+    return layer.kind.value_activation(name, activation, recurrent_activation)
 
 
 class _Running:
@@ -271,12 +265,12 @@ def _finish(layer: RecurrentLayer, name: str, acc: _Running, options: ReplayOpti
     n = acc.count
     nan = np.full(layer.units, np.nan)
     if n == 0:
-        return GateStats(layer.name, layer.kind, name, activation, bounds, 0, nan, nan, nan, nan, nan, nan.copy())
+        return GateStats(layer.name, layer.kind.name, name, activation, bounds, 0, nan, nan, nan, nan, nan, nan.copy())
     left = acc.left / n if bounds is not None else nan
     right = acc.right / n if bounds is not None else nan.copy()
     return GateStats(
         layer=layer.name,
-        kind=layer.kind,
+        kind=layer.kind.name,
         gate=name,
         activation=activation,
         bounds=bounds,

@@ -1,31 +1,49 @@
-"""Drive the engine over many input sequences: batching, stateful carry, ordering.
+"""Drive the engine over many input samples: pairing inputs, batching, stateful carry, ordering.
 
-``trace_blocks`` yields :class:`TraceBlock` s ordered by sequence (input
+A *sample* is what one row of ``model.predict``'s batch is: one array per
+model input (a (T, F) sequence, a (D,) vector for an input without a time
+axis, ...).  ``samples_for`` pairs the inputs a user gave (one list of
+sequences per model input) into samples.
+
+``trace_blocks`` yields :class:`TraceBlock` s ordered by sample (input
 order), then layer (model order), then step (processing order), whatever the
-batching: equal-length neighbouring sequences are replayed together for
-speed, and their blocks are re-emitted one sequence at a time.  A single
-sequence streams straight through, one chunk of steps at a time.
+batching: neighbouring samples of equal shapes are replayed together for
+speed, and their blocks are re-emitted one sample at a time.  A single
+sample streams straight through, one chunk of steps at a time.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .engine import Program, ReplayOptions, StepBlock, compile_model
-from .errors import ModelFileError, UsageProblem
+from .errors import InputDataError, UsageProblem
 from .inputs import InputSequence
 from .model import Model, RecurrentLayer
 
 BATCH_BUFFER_BYTES = 64 << 20  # how much traced output a batch may hold before re-ordering
 
 
+@dataclass(frozen=True)
+class Sample:
+    """One row of a batch: its id and one array per program input."""
+
+    id: Any
+    arrays: tuple[NDArray, ...]
+
+    @property
+    def shapes(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(a.shape for a in self.arrays)
+
+
 @dataclass
 class TraceBlock:
-    """Steps of one recurrent layer for one or more sequences (ids in ``sequences``)."""
+    """Steps of one recurrent layer for one or more samples (ids in ``sequences``)."""
 
     sequences: list  # (N,) ids
     block: StepBlock
@@ -35,56 +53,102 @@ class TraceBlock:
         return self.block.layer
 
 
+Inputs = Sequence[InputSequence] | Sequence[Sequence[InputSequence]] | Mapping[str, Sequence[InputSequence]]
+
+
+def samples_for(program: Program, inputs: Inputs) -> list[Sample]:
+    """Pair the given inputs into samples, checking each against what its program input takes.
+
+    ``inputs`` is a list of sequences (a model with one input), a list of such
+    lists in ``program.input_names`` order, or a dict by input name.  An input
+    without a time axis (a decoder's initial h, a flat vector) gives one sample
+    per row.  The samples take the ids of the first input's sequences (or rows).
+    """
+    names = program.input_names
+    if isinstance(inputs, Mapping):
+        unknown = [name for name in inputs if name not in names]
+        if unknown:
+            raise UsageProblem(f"no model input named '{unknown[0]}' (this needs: {', '.join(names)})")
+        missing = [name for name in names if name not in inputs]
+        if missing:
+            raise UsageProblem(f"no input given for '{missing[0]}' (this needs: {', '.join(names)})")
+        per_input = [list(inputs[name]) for name in names]
+    elif inputs and isinstance(inputs[0], InputSequence):
+        per_input = [list(inputs)]  # type: ignore[list-item]
+    else:
+        per_input = [list(group) for group in inputs]  # type: ignore[union-attr]
+    if len(per_input) != len(names):
+        raise UsageProblem(
+            f"{len(per_input)} input(s) given; this needs {len(names)}, in this order: {', '.join(names)}"
+        )
+    columns: list[list[tuple[Any, NDArray]]] = []
+    for spec, sequences in zip(program.inputs, per_input):
+        spec.check(sequences)
+        if spec.has_time_axis:
+            columns.append([(s.id, s.values) for s in sequences])
+        else:  # one sample per row
+            rows = [(None, row) for s in sequences for row in np.asarray(s.values)]
+            columns.append(rows)
+    counts = {len(column) for column in columns}
+    if len(counts) > 1:
+        described = ", ".join(f"'{name}' {len(column)}" for name, column in zip(names, columns))
+        raise InputDataError(f"the inputs give different numbers of sequences ({described}); each input needs one per sequence")
+    first = columns[0]
+    ids = [sample_id if sample_id is not None else k for k, (sample_id, _) in enumerate(first)]
+    return [Sample(ids[k], tuple(column[k][1] for column in columns)) for k in range(len(first))]
+
+
 def trace_blocks(
     model: Model,
-    sequences: Sequence[InputSequence],
+    sequences: Inputs,
     *,
     layers: Sequence[str] | None = None,
     options: ReplayOptions | None = None,
     stateful: bool = False,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
     program: Program | None = None,
+    start: str | None = None,
 ) -> Iterator[TraceBlock]:
-    """Replay each input sequence and yield the recorded steps of the selected layers.
+    """Replay each sample and yield the recorded steps of the selected layers.
 
     ``layers`` names recurrent layers (a Bidirectional's name selects both
-    directions); all when empty.  With ``stateful``, each sequence starts
-    from the state the previous one ended in, as a stateful Keras model fed
-    the sequences in order; otherwise every sequence starts from
-    ``initial_states`` (or zeros).
+    directions); all when empty.  With ``stateful``, each sample starts from
+    the state the previous one ended in, as a stateful Keras model fed the
+    samples in order; otherwise every sample starts from ``initial_states``
+    (or zeros).  ``start`` feeds the input to that layer (``--from``).
     """
     selected = [layer.name for layer in model.select_recurrent(layers)]
-    program = program or compile_model(model, options, upto=selected)
-    program.input_spec.check(sequences)
-    width = _values_per_step(model, selected, program.options)
+    program = program or compile_model(model, options, upto=selected, start=start)
+    samples = samples_for(program, sequences)
+    width = _values_per_step(model, selected, program.options, samples)
     states = dict(initial_states or {})
-    _check_state_rows(states, len(sequences), stateful)
-    start = 0
-    for batch in _batches(sequences, stateful, width, np.dtype(program.options.dtype).itemsize):
-        x = _stack(batch)
+    _check_state_rows(states, len(samples), stateful)
+    start_row = 0
+    for batch in _batches(samples, stateful, width, np.dtype(program.options.dtype).itemsize):
         ids = [s.id for s in batch]
-        run = program.run(x, trace=selected, states=_broadcast(states, start, len(batch)), stop_after=selected)
-        start += len(batch)
+        replay = program.run(_stack(batch), trace=selected, states=_broadcast(states, start_row, len(batch)),
+                             stop_after=selected)
+        start_row += len(batch)
         if len(batch) == 1:
-            for block in run:
+            for block in replay:
                 yield TraceBlock(ids, block)
         else:
-            collected = list(run)  # each block holds fresh arrays, so keeping them is safe
-            for n, seq_id in enumerate(ids):
+            collected = list(replay)  # each block holds fresh arrays, so keeping them is safe
+            for n, sample_id in enumerate(ids):
                 for block in collected:
-                    yield TraceBlock([seq_id], _select_sequence(block, n))
+                    yield TraceBlock([sample_id], _select_sample(block, n))
         if stateful:
-            states = run.final_states
+            states = replay.final_states
 
 
-def _stack(batch: Sequence[InputSequence]) -> NDArray:
-    """(N, T, F); a lone sequence is not copied (on a long input it is the largest array)."""
+def _stack(batch: Sequence[Sample]) -> list[NDArray]:
+    """One (N, ...) array per input; a lone sample is not copied (on a long input it is the largest array)."""
     if len(batch) == 1:
-        return batch[0].values[None]
-    return np.stack([s.values for s in batch])
+        return [array[None] for array in batch[0].arrays]
+    return [np.stack(arrays) for arrays in zip(*(s.arrays for s in batch))]
 
 
-def _select_sequence(block: StepBlock, n: int) -> StepBlock:
+def _select_sample(block: StepBlock, n: int) -> StepBlock:
     return StepBlock(
         block.layer,
         block.t,
@@ -94,7 +158,7 @@ def _select_sequence(block: StepBlock, n: int) -> StepBlock:
 
 
 def _check_state_rows(states: Mapping[str, Sequence[NDArray]], total: int, stateful: bool) -> None:
-    """Initial states are (U,) or (1, U) for every sequence, or (N, U) one row per sequence:
+    """Initial states are (U,) or (1, U) for every sample, or (N, U) one row per sample:
     checked against the whole input before anything is replayed or written."""
     for name, arrays in states.items():
         for array in arrays:
@@ -109,7 +173,7 @@ def _check_state_rows(states: Mapping[str, Sequence[NDArray]], total: int, state
 
 
 def _broadcast(states: Mapping[str, Sequence[NDArray]], start: int, n: int) -> dict[str, list[NDArray]]:
-    """The initial states of sequences ``start`` .. ``start + n - 1`` (one row each, or one for all)."""
+    """The initial states of samples ``start`` .. ``start + n - 1`` (one row each, or one for all)."""
     result = {}
     for name, arrays in states.items():
         fixed = []
@@ -122,59 +186,57 @@ def _broadcast(states: Mapping[str, Sequence[NDArray]], start: int, n: int) -> d
     return result
 
 
-def _values_per_step(model: Model, selected: Sequence[str], options: ReplayOptions) -> int:
+def _values_per_step(model: Model, selected: Sequence[str], options: ReplayOptions, samples: Sequence[Sample]) -> int:
+    """Traced values per step of one sample (an upper bound for convolutional layers' maps)."""
+    positions = max((math.prod(a.shape[1:-1]) for s in samples[:1] for a in s.arrays if a.ndim > 2), default=1)
     total = 0
     for name in selected:
         layer = model.recurrent_layer(name)
-        gates = {"LSTM": 6, "GRU": 4, "SimpleRNN": 1}.get(layer.kind, 6)
-        if options.pre_activation:
-            gates += len(layer.gates)
-        total += gates * layer.units
+        count = len(layer.kind.value_names(options.pre_activation))
+        total += count * layer.units * (positions if layer.kind.spatial_rank else 1)
     return max(total, 1)
 
 
-def _batches(sequences: Sequence[InputSequence], stateful: bool, width: int, itemsize: int) -> Iterator[list[InputSequence]]:
-    """Runs of neighbouring equal-length sequences whose traced output fits the buffer."""
+def _batches(samples: Sequence[Sample], stateful: bool, width: int, itemsize: int) -> Iterator[list[Sample]]:
+    """Runs of neighbouring samples of equal shapes whose traced output fits the buffer."""
     if stateful:
-        for sequence in sequences:
-            yield [sequence]
+        for sample in samples:
+            yield [sample]
         return
-    batch: list[InputSequence] = []
-    for sequence in sequences:
-        steps = sequence.values.shape[0]
+    batch: list[Sample] = []
+    for sample in samples:
+        steps = sample.arrays[0].shape[0] if sample.arrays[0].ndim else 1
         if batch:
-            same = batch[0].values.shape == sequence.values.shape
+            same = batch[0].shapes == sample.shapes
             fits = (len(batch) + 1) * steps * width * itemsize <= BATCH_BUFFER_BYTES
             if not (same and fits):
                 yield batch
                 batch = []
-        batch.append(sequence)
+        batch.append(sample)
     if batch:
         yield batch
 
 
 def predict_batches(
     model: Model,
-    sequences: Sequence[InputSequence],
+    sequences: Inputs,
     *,
     options: ReplayOptions | None = None,
     stateful: bool = False,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
+    start: str | None = None,
 ) -> Iterator[tuple[list, list[NDArray]]]:
-    """The model's outputs per batch of sequences: (ids, [output arrays])."""
-    if not model.graph.outputs:
-        raise ModelFileError(f"{model.label}: the model config names no output layer, so there is nothing to predict")
-    program = compile_model(model, options)
-    program.input_spec.check(sequences)
+    """The model's outputs per batch of samples: (ids, [output arrays])."""
+    program = compile_model(model, options, start=start)
+    samples = samples_for(program, sequences)
     states = dict(initial_states or {})
-    _check_state_rows(states, len(sequences), stateful)
-    start = 0
-    for batch in _batches(sequences, stateful, 1, 1):
-        x = _stack(batch)
-        run = program.run(x, trace=[], states=_broadcast(states, start, len(batch)))
-        start += len(batch)
-        for _ in run:
+    _check_state_rows(states, len(samples), stateful)
+    start_row = 0
+    for batch in _batches(samples, stateful, 1, 1):
+        replay = program.run(_stack(batch), trace=[], states=_broadcast(states, start_row, len(batch)))
+        start_row += len(batch)
+        for _ in replay:
             pass
-        yield [s.id for s in batch], run.outputs
+        yield [s.id for s in batch], replay.outputs
         if stateful:
-            states = run.final_states
+            states = replay.final_states

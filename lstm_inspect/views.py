@@ -117,7 +117,7 @@ def _layer_title(model: Model, layer: RecurrentLayer) -> str:
         f"{layer.name}: {layer.kind}, {w.units} units, {w.features} input features",
         f"activation={layer.activation or '?'}",
     ]
-    if layer.kind != "SimpleRNN":
+    if layer.kind.recurrent_gates:
         parts.append(f"recurrent_activation={layer.recurrent_activation or '?'}")
     if layer.go_backwards:
         parts.append("go_backwards")

@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import UsageProblem
-from .layouts import GATE_NAMES, ROW_MEANING
+from .kinds import ROW_MEANING
 from .model import Model, RecurrentLayer
 
 
@@ -25,7 +25,7 @@ class GateBlock:
     """The weights of one gate in one tensor of one recurrent layer."""
 
     layer: str  # "lstm", "bi/forward"
-    kind: str  # LSTM / GRU / SimpleRNN
+    kind: str  # the kind's name: LSTM, GRU, SimpleRNN, ConvLSTM2D, ...
     tensor: str  # kernel | recurrent_kernel | bias | recurrent_bias
     gate: str  # i, f, c, o (LSTM); z, r, c (GRU); h (SimpleRNN)
     path: str  # where the stored tensor lives in the file
@@ -34,6 +34,8 @@ class GateBlock:
     values: NDArray  # (rows, U) for kernels, (U,) for biases
     stored_rows: NDArray | None  # stored row of each value (values' shape); None for 1-D tensors
     stored_columns: NDArray  # stored column of each value (values' shape)
+    gate_name: str = ""  # "forget gate"
+    stored_taps: NDArray | None = None  # convolution kernels: the tap of each value (values' shape + (rank,))
 
     @property
     def unit_count(self) -> int:
@@ -42,10 +44,6 @@ class GateBlock:
     @property
     def row_meaning(self) -> str | None:
         return ROW_MEANING.get(self.tensor)
-
-    @property
-    def gate_name(self) -> str:
-        return GATE_NAMES.get(self.gate, self.gate)
 
     def stats(self) -> dict[str, float]:
         v = np.asarray(self.values, dtype=np.float64)
@@ -91,7 +89,7 @@ def layer_gate_blocks(layer: RecurrentLayer, gates: Sequence[str] | None = None)
             where = w.location(tensor, gate)
             yield GateBlock(
                 layer=layer.name,
-                kind=layer.kind,
+                kind=layer.kind.name,
                 tensor=tensor,
                 gate=gate,
                 path=where.path,
@@ -100,31 +98,16 @@ def layer_gate_blocks(layer: RecurrentLayer, gates: Sequence[str] | None = None)
                 values=array[..., w.columns(gate)],
                 stored_rows=where.rows,
                 stored_columns=where.columns,
+                gate_name=layer.kind.gate_name(gate),
+                stored_taps=where.taps,
             )
 
 
 def equations(layer: RecurrentLayer) -> list[str]:
     """The step equations of a layer, in words the legend prints."""
-    a = layer.activation or "activation (unknown)"
-    ra = layer.recurrent_activation or "recurrent_activation (unknown)"
-    if layer.kind == "LSTM":
-        bias = " + bias" if layer.use_bias else ""
-        return [
-            f"pre = x·kernel + h_prev·recurrent_kernel{bias}   (bias added once per step; columns i, f, c, o)",
-            f"i = {ra}(pre_i)   f = {ra}(pre_f)   c = {a}(pre_c)   o = {ra}(pre_o)",
-            f"cell = f·cell_prev + i·c        hidden = o·{a}(cell)",
-        ]
-    if layer.kind == "GRU":
-        if layer.weights.reset_after:
-            return [
-                "x_z, x_r, x_c = x·kernel + bias        h_z, h_r, h_c = h_prev·recurrent_kernel + recurrent_bias",
-                f"z = {ra}(x_z + h_z)   r = {ra}(x_r + h_r)   c = {a}(x_c + r·h_c)",
-                "hidden = z·h_prev + (1 - z)·c   (reset_after=True)",
-            ]
-        return [
-            "x_z, x_r, x_c = x·kernel + bias",
-            f"z = {ra}(x_z + h_prev·U_z)   r = {ra}(x_r + h_prev·U_r)   c = {a}(x_c + (r·h_prev)·U_c)",
-            "hidden = z·h_prev + (1 - z)·c   (reset_after=False)",
-        ]
-    bias = " + bias" if layer.use_bias else ""
-    return [f"hidden = {a}(x·kernel + h_prev·recurrent_kernel{bias})"]
+    return layer.kind.equations(
+        layer.activation or "activation (unknown)",
+        layer.recurrent_activation or "recurrent_activation (unknown)",
+        layer.use_bias,
+        layer.weights.reset_after,
+    )

@@ -102,7 +102,7 @@ def test_clip_path_hard_sigmoid_gates(tanh_hard, backend, dtype):
     model_keras, path, x = tanh_hard(backend)
     model = li.load_model(str(path))
     options = ReplayOptions(dtype=dtype, pre_activation=True)
-    assert compile_model(model, options).recurrent["lstm"].compiled.mode == "clip"
+    assert compile_model(model, options).recurrent["lstm"].scan.cell.mode == "clip"
     traced = li.trace_arrays(model, x, options=options)["lstm"]
     layer = model_keras.get_layer("lstm")
     expected = reference_steps(layer, x, hard_sigmoid_of(backend))
@@ -119,7 +119,7 @@ def test_clip_path_hard_sigmoid_gates(tanh_hard, backend, dtype):
 def test_engine_path_chosen(saved_model, kind, mode):
     model = li.load_model(str(saved_model(kind, "keras3").paths["keras"]))
     name = model.recurrent_names()[0]
-    assert compile_model(model).recurrent[name].compiled.mode == mode
+    assert compile_model(model).recurrent[name].scan.cell.mode == mode
 
 
 def test_relu_hard_sigmoid_reaches_both_clips(saved_model):

@@ -24,7 +24,7 @@ from .engine import ReplayOptions, compile_model, value_names
 from .inputs import CsvOptions, InputSequence, read_input
 from .errors import InputDataError
 from .model import Model, load_model
-from .tracing import predict_batches, trace_blocks
+from .tracing import predict_batches, samples_for, trace_blocks
 from .weights import GateBlock, label_weights
 from .export import ExportedWeights, export_weights
 from . import _API
@@ -51,7 +51,7 @@ def as_sequences(x: Any, csv: CsvOptions | None = None, dtype=np.float32, *, tok
         array = array[:, None]
     if array.ndim == 2:
         return [InputSequence(0, array)]
-    if array.ndim == 3:
+    if 3 <= array.ndim <= 6:  # (N, T, F); (N, T, *positions, C) for a convolutional recurrent layer
         return [InputSequence(i, array[i]) for i in range(array.shape[0])]
     raise InputDataError(f"input of shape {array.shape}; expected (T, F) or (N, T, F)")
 
@@ -69,20 +69,41 @@ def _check_array(array: NDArray) -> None:
             raise InputDataError(f"input[{where}] is {array[tuple(np.argwhere(bad)[0])]}: inputs must be finite numbers")
 
 
-def _model_sequences(model: Model, x: Any, options: ReplayOptions) -> list[InputSequence]:
-    return as_sequences(x, dtype=options.dtype, token_ids=_takes_token_ids(model))
+def _model_sequences(model: Model, x: Any, options: ReplayOptions, start: str | None = None):
+    """The input(s) as sequences: one list for a model with one input; a dict by input name when
+    ``x`` is a dict, or a list/tuple of arrays for a model with several inputs."""
+    program = _program_for_inputs(model, start)
+    specs = {spec.name: spec for spec in program.inputs} if program is not None else {}
+    if isinstance(x, Mapping):
+        return {name: as_sequences(value, dtype=options.dtype, token_ids=_ids(specs.get(name))) for name, value in x.items()}
+    if program is not None and len(program.inputs) > 1 and isinstance(x, (list, tuple)) and len(x) == len(program.inputs) \
+            and not (x and isinstance(x[0], InputSequence)):
+        return {spec.name: as_sequences(value, dtype=options.dtype, token_ids=spec.token_ids)
+                for spec, value in zip(program.inputs, x)}
+    first = program.inputs[0] if program is not None and program.inputs else None
+    return as_sequences(x, dtype=options.dtype, token_ids=_ids(first))
 
 
-def _takes_token_ids(model: Model) -> bool:
-    """Whether the model's input is token ids (it starts with an Embedding)."""
+def _ids(spec) -> bool:
+    return bool(spec is not None and spec.token_ids)
+
+
+def _program_for_inputs(model: Model, start: str | None):
+    """A compiled program that says what the inputs take (whole model, else the recurrent part)."""
     from .errors import LstmInspectError
 
     for upto in (None, model.recurrent_names() or None):
         try:
-            return compile_model(model, upto=upto).input_spec.token_ids
+            return compile_model(model, upto=upto, start=start)
         except LstmInspectError:
             continue
-    return False
+    return None
+
+
+def _takes_token_ids(model: Model) -> bool:
+    """Whether the model's input is token ids (it starts with an Embedding)."""
+    program = _program_for_inputs(model, None)
+    return bool(program is not None and program.inputs and program.inputs[0].token_ids)
 
 
 def layer_rows(model: Model) -> list[dict[str, Any]]:
@@ -152,36 +173,52 @@ def trace_arrays(
     options: ReplayOptions | None = None,
     stateful: bool = False,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
+    start: str | None = None,
 ) -> dict[str, dict[str, NDArray]]:
-    """Per recurrent layer, each recorded value as an (N, T, U) array in input-row order.
+    """Per recurrent layer, each recorded value as an (N, T, U) array in input-row order
+    ((N, T, *positions, U) for a convolutional layer).
 
     For a go_backwards layer, index ``t`` is still the input row consumed at
     that step (the arrays are flipped back from processing order).  Also
-    holds ``"masked"`` (N, T) booleans.  All sequences must have the same length.
+    holds ``"masked"`` (N, T) booleans.  All samples must have the same length.
+    ``start`` feeds ``x`` to that layer (``--from``).
     """
     options = options or ReplayOptions()
-    sequences = _model_sequences(model, x, options)
-    lengths = {s.values.shape[0] for s in sequences}
-    if len(lengths) != 1:
-        raise ValueError("trace_arrays needs sequences of equal length; use trace() for ragged input")
-    steps = lengths.pop()
-    n = len(sequences)
+    sequences = _model_sequences(model, x, options, start)
+    selected = model.select_recurrent(layers)
+    program = compile_model(model, options, upto=[layer.name for layer in selected], start=start)
+    samples = samples_for(program, sequences)
+    index = {id(s.id) if not isinstance(s.id, (int, str)) else s.id: i for i, s in enumerate(samples)}
+    n = len(samples)
     result: dict[str, dict[str, NDArray]] = {}
-    index = {s.id: i for i, s in enumerate(sequences)}
-    for tb in trace_blocks(model, sequences, layers=layers, options=options, stateful=stateful, initial_states=initial_states):
+    for tb in trace_blocks(model, sequences, layers=[l.name for l in selected], options=options, stateful=stateful,
+                           initial_states=initial_states, program=program):
         block = tb.block
         store = result.get(block.layer.name)
         if store is None:
             store = result[block.layer.name] = {}
+            steps = _layer_steps(samples, block)
+            shape = (n, steps) + block.positions + (block.layer.units,)
             for name in value_names(block.layer, options.pre_activation):
-                store[name] = np.full((n, steps, block.layer.units), np.nan, dtype=options.dtype)
+                store[name] = np.full(shape, np.nan, dtype=options.dtype)
             store["masked"] = np.zeros((n, steps), dtype=bool)
         rows = [index[s] for s in tb.sequences]
         for name, value in block.values.items():
-            store[name][np.ix_(rows, block.t)] = value.transpose(1, 0, 2)
+            target = store[name]
+            if target.shape[1] <= int(block.t.max(initial=-1)):
+                raise ValueError("trace_arrays needs samples of equal length; use trace() for ragged input")
+            target[np.ix_(rows, block.t)] = np.moveaxis(value, 1, 0)
         if block.masked is not None:
             store["masked"][np.ix_(rows, block.t)] = block.masked.T
     return result
+
+
+def _layer_steps(samples, block) -> int:
+    """The steps a layer scans: the longest sample's first-input length, or what the block shows."""
+    lengths = {s.arrays[0].shape[0] for s in samples if s.arrays[0].ndim >= 1}
+    if len(lengths) > 1:
+        raise ValueError("trace_arrays needs samples of equal length; use trace() for ragged input")
+    return max(int(block.t.max(initial=-1)) + 1, max(lengths, default=0))
 
 
 def trace(
@@ -195,19 +232,28 @@ def trace(
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
     gates: Sequence[str] | None = None,
     units: Sequence[int] | None = None,
+    start: str | None = None,
+    position: Sequence[int] | None = None,
+    reduce: str | None = None,
 ):
-    """The trace as a pandas DataFrame with the CLI's columns (long, or wide with ``wide=True``)."""
+    """The trace as a pandas DataFrame with the CLI's columns (long, or wide with ``wide=True``).
+
+    ``position`` / ``reduce`` (``mean``, ``max``) take a ConvLSTM layer's positions away, as
+    ``--position`` and ``--reduce`` do.
+    """
     import pandas as pd
 
-    from .frames import long_blocks, trace_columns, wide_blocks
+    from .frames import focus_positions, long_blocks, trace_columns, wide_blocks
 
     options = options or ReplayOptions()
     selected = model.select_recurrent(layers)
-    program = compile_model(model, options, upto=[layer.name for layer in selected])
-    spec = trace_columns(selected, gates=gates, pre_activation=options.pre_activation, masked=program.may_mask, units=units)
-    sequences = _model_sequences(model, x, options)
+    program = compile_model(model, options, upto=[layer.name for layer in selected], start=start)
+    spec = trace_columns(selected, gates=gates, pre_activation=options.pre_activation, masked=program.may_mask, units=units,
+                         positions_reduced=position is not None or reduce is not None)
+    sequences = _model_sequences(model, x, options, start)
     blocks = trace_blocks(model, sequences, layers=[l.name for l in selected], options=options, stateful=stateful,
                           initial_states=initial_states, program=program)
+    blocks = focus_positions(blocks, position, reduce)
     make = wide_blocks(blocks, selected, spec, options.dtype) if wide else long_blocks(blocks, spec, options.dtype)
     frames = []
     for block in make:
@@ -224,18 +270,26 @@ def predict(
     *,
     options: ReplayOptions | None = None,
     stateful: bool = False,
+    initial_states: Mapping[str, Sequence[NDArray]] | None = None,
+    start: str | None = None,
 ) -> NDArray | list[NDArray]:
-    """The model's output for ``x``, computed in NumPy (one array per model output)."""
+    """The model's output for ``x``, computed in NumPy (one array per model output).
+
+    ``x``: one input (array, path or sequences), or, for a model with several
+    inputs, a list of them in the model's input order or a dict by input name.
+    ``start`` feeds ``x`` to that layer instead of the model's input (``--from``).
+    """
     options = options or ReplayOptions()
-    sequences = _model_sequences(model, x, options)
+    sequences = _model_sequences(model, x, options, start)
     outputs: list[list[NDArray]] = []
-    for _, batch_outputs in predict_batches(model, sequences, options=options, stateful=stateful):
+    for _, batch_outputs in predict_batches(model, sequences, options=options, stateful=stateful,
+                                            initial_states=initial_states, start=start):
         outputs.append(batch_outputs)
     merged = [np.concatenate([batch[k] for batch in outputs]) for k in range(len(outputs[0]))]
     return merged[0] if len(merged) == 1 else merged
 
 
-# ------------------------------------------------------------------ issue 7: stats, export, plots
+# ------------------------------------------------------------------ statistics and pictures
 
 
 def gate_stats(
@@ -249,6 +303,7 @@ def gate_stats(
     options: ReplayOptions | None = None,
     stateful: bool = False,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
+    start: str | None = None,
 ):
     """Per layer, value and unit: steps, mean, std, min, max and saturation, as a pandas DataFrame.
 
@@ -264,8 +319,8 @@ def gate_stats(
     :class:`GateStats` objects with (U,) arrays.
     """
     options = options or ReplayOptions()
-    results = compute_stats(model, _model_sequences(model, x, options), layers=layers, gates=gates,
-                            options=options, stateful=stateful, initial_states=initial_states)
+    results = compute_stats(model, _model_sequences(model, x, options, start), layers=layers, gates=gates,
+                            options=options, stateful=stateful, initial_states=initial_states, start=start)
     return stats_frame(results, sort, top)
 
 

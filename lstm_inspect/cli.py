@@ -71,6 +71,23 @@ class UnitsType(click.ParamType):
         return sorted(set(units))
 
 
+class PositionType(click.ParamType):
+    """``3,4`` -> (3, 4): a position in a convolutional layer's maps (x; y,x; z,y,x)."""
+
+    name = "position"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            position = tuple(int(part) for part in str(value).split(","))
+        except ValueError:
+            self.fail(f"'{value}' is not a position like 3,4 (y,x)", param, ctx)
+        if not 1 <= len(position) <= 3 or min(position) < 0:
+            self.fail(f"'{value}' is not a position like 3,4 (1 to 3 coordinates from 0)", param, ctx)
+        return position
+
+
 class NamesType(click.ParamType):
     """``i,f`` -> ["i", "f"]."""
 
@@ -100,8 +117,17 @@ def output_options(formats: Sequence[str]):
     return decorator
 
 
+def model_options(fn):
+    """The options that say how to read MODEL."""
+    return click.option(
+        "--config", "config_path", default=None, metavar="FILE",
+        help="The model's architecture as model.to_json() wrote it (Keras 1, 2, tf.keras or 3), for a weights-only MODEL.",
+    )(fn)
+
+
 def input_options(fn):
     options = [
+        click.option("--from", "start", default=None, metavar="LAYER", help="Feed INPUT straight to LAYER (its input: (T, F) rows or an .npy of its shape) and replay from there: a way past layers that cannot be replayed."),
         click.option("--header/--no-header", default=None, help="The CSV's first row is a header (default: detect)."),
         click.option("--columns", type=NamesType(), default=None, metavar="A,B,C", help="Feature columns to use, in order (names or 1-based numbers)."),
         click.option("--sequence-column", default=None, metavar="NAME", help="Column whose value splits the rows into sequences."),
@@ -144,8 +170,9 @@ def cli(debug: bool) -> None:
 
 @cli.command(epilog=EPILOG)
 @click.argument("model_path", metavar="MODEL")
+@model_options
 @output_options(["table", "csv", "json", "ndjson", "parquet"])
-def layers(model_path: str, fmt: str | None, output: str | None) -> None:
+def layers(model_path: str, config_path: str | None, fmt: str | None, output: str | None) -> None:
     """One row per layer: class, units, activations, flags, parameters, weight shapes.
 
     \b
@@ -155,7 +182,7 @@ def layers(model_path: str, fmt: str | None, output: str | None) -> None:
     from . import api
     from .frames import Block
 
-    model = _load(model_path)
+    model = _load(model_path, config_path)
     model.recurrent_layers()  # check the recurrent weights against their config, as every command does
     rows = api.layer_rows(model)
     columns = list(rows[0].keys()) if rows else ["name"]
@@ -167,11 +194,12 @@ def layers(model_path: str, fmt: str | None, output: str | None) -> None:
 
 @cli.command(epilog=EPILOG)
 @click.argument("model_path", metavar="MODEL")
+@model_options
 @click.option("--layer", "layer_names", multiple=True, metavar="NAME", help="Only this recurrent layer (repeatable; a Bidirectional's name selects both directions).")
 @click.option("--gate", "gates", multiple=True, metavar="G", help="Only this gate: i, f, c, o (LSTM); z, r, c (GRU); h (SimpleRNN). Repeatable.")
 @click.option("--values", "show_values", is_flag=True, help="In the table view, print every gate's full matrix with its row labels.")
 @output_options(["table", "csv", "json", "ndjson", "parquet"])
-def weights(model_path: str, layer_names, gates, show_values: bool, fmt: str | None, output: str | None) -> None:
+def weights(model_path: str, config_path: str | None, layer_names, gates, show_values: bool, fmt: str | None, output: str | None) -> None:
     """Every weight of every recurrent layer, labelled by tensor, gate, unit and source row.
 
     CSV columns: layer,tensor,gate,unit,source,value,path,column,row — one row
@@ -184,26 +212,31 @@ def weights(model_path: str, layer_names, gates, show_values: bool, fmt: str | N
       lstm-inspect weights model.keras --layer lstm --gate f --values
       lstm-inspect weights model.h5 --format csv | awk -F, '$3=="f"'
     """
-    from .frames import WEIGHT_COLUMNS, weight_blocks
+    from .frames import weight_blocks, weight_columns
     from .weights import label_weights
 
-    model = _load(model_path)
+    model = _load(model_path, config_path)
     blocks = list(label_weights(model, list(layer_names) or None, list(gates) or None))
-    _emit(fmt, output, WEIGHT_COLUMNS, weight_blocks(blocks), [model_path],
+    columns = weight_columns(blocks)
+    _emit(fmt, output, columns, weight_blocks(blocks, with_taps=len(columns) > 9), [model_path],
           table=lambda console: _views().render_weights(model, blocks, console, show_values))
 
 
 @cli.command(epilog=EPILOG)
 @click.argument("model_path", metavar="MODEL")
-@click.argument("input_path", metavar="INPUT")
+@model_options
+@click.argument("input_paths", metavar="INPUT...", nargs=-1, required=True)
 @click.option("--layer", "layer_names", multiple=True, metavar="NAME", help="Only this recurrent layer (repeatable).")
 @click.option("--units", type=UnitsType(), default=None, metavar="0,3-5", help="Only these units.")
 @click.option("--gates", type=NamesType(), default=None, metavar="i,f", help="Only these columns (i,f,c,o,cell,hidden; z,r for GRU).")
 @click.option("--pre-activation", is_flag=True, help="Also write the pre-activations z_i,z_f,z_c,z_o.")
 @click.option("--wide", is_flag=True, help="One row per (sequence, layer, t) with columns i_0..i_{u-1}, f_*, ...")
+@click.option("--position", type=PositionType(), default=None, metavar="Y,X", help="ConvLSTM layers: only the maps' values at this position (x; y,x; z,y,x).")
+@click.option("--reduce", type=click.Choice(["mean", "max"]), default=None, help="ConvLSTM layers: each filter's mean or max over all positions, instead of one row per position.")
 @input_options
 @output_options(["table", "csv", "json", "ndjson", "parquet"])
-def trace(model_path, input_path, layer_names, units, gates, pre_activation, wide, fmt, output, **input_kw) -> None:
+def trace(model_path, config_path, input_paths, layer_names, units, gates, pre_activation, wide, position, reduce, fmt,
+          output, **input_kw) -> None:
     """Replay INPUT through the model and write i, f, c, o, cell and hidden for every step and unit.
 
     INPUT is a CSV (rows are timesteps, columns features; '-' reads stdin), or
@@ -220,20 +253,22 @@ def trace(model_path, input_path, layer_names, units, gates, pre_activation, wid
     import itertools
 
     from .engine import compile_model
-    from .frames import TRACE_KEYS, long_blocks, trace_columns, wide_blocks, wide_columns
+    from .frames import focus_positions, long_blocks, trace_columns, wide_blocks, wide_columns
     from .tracing import trace_blocks
 
-    model = _load(model_path)
-    options, sequences, states = _replay_setup(model, input_path, input_kw, pre_activation)
+    model = _load(model_path, config_path)
+    options, inputs, states = _replay_setup(model, input_paths, input_kw, pre_activation)
     selected = model.select_recurrent(list(layer_names) or None)
-    program = compile_model(model, options, upto=[layer.name for layer in selected])
+    program = compile_model(model, options, upto=[layer.name for layer in selected], start=input_kw["start"])
     try:
-        spec = trace_columns(selected, gates=gates, pre_activation=pre_activation, masked=program.may_mask, units=units)
+        spec = trace_columns(selected, gates=gates, pre_activation=pre_activation, masked=program.may_mask, units=units,
+                             positions_reduced=position is not None or reduce is not None)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     _check_units(selected, units)
-    blocks = trace_blocks(model, sequences, layers=[layer.name for layer in selected], options=options,
+    blocks = trace_blocks(model, inputs, layers=[layer.name for layer in selected], options=options,
                           stateful=input_kw["stateful"], initial_states=states, program=program)
+    blocks = focus_positions(blocks, position, reduce)
     # Replay the first chunk before writing anything, so that input errors found by the
     # replay (feature count, token ids) leave stdout empty, as `predict` does.
     first = next(blocks, None)
@@ -242,18 +277,19 @@ def trace(model_path, input_path, layer_names, units, gates, pre_activation, wid
         columns = wide_columns(selected, spec)
         rows = wide_blocks(blocks, selected, spec, options.dtype)
     else:
-        columns = TRACE_KEYS + list(spec.names) + (["masked"] if spec.masked else [])
+        columns = spec.long_columns
         rows = long_blocks(blocks, spec, options.dtype)
-    _emit(fmt, output, columns, rows, [model_path, input_path, input_kw["initial_state"]],
-          table=lambda console: _views().render_trace(blocks, spec, console))
+    _emit(fmt, output, columns, rows, [model_path, config_path, *input_paths, input_kw["initial_state"]],
+          table=lambda console: _views().render_trace(focus_positions(blocks, None, "mean"), spec, console))
 
 
 @cli.command(epilog=EPILOG)
 @click.argument("model_path", metavar="MODEL")
-@click.argument("input_path", metavar="INPUT")
+@model_options
+@click.argument("input_paths", metavar="INPUT...", nargs=-1, required=True)
 @input_options
 @output_options(["table", "csv", "json", "ndjson", "parquet"])
-def predict(model_path, input_path, fmt, output, **input_kw) -> None:
+def predict(model_path, config_path, input_paths, fmt, output, **input_kw) -> None:
     """The model's output for INPUT, computed in NumPy (what model.predict returns).
 
     One row per sequence, or per timestep for sequence outputs: columns
@@ -266,9 +302,10 @@ def predict(model_path, input_path, fmt, output, **input_kw) -> None:
     from .frames import predict_block, predict_columns
     from .tracing import predict_batches
 
-    model = _load(model_path)
-    options, sequences, states = _replay_setup(model, input_path, input_kw, False)
-    batches = predict_batches(model, sequences, options=options, stateful=input_kw["stateful"], initial_states=states)
+    model = _load(model_path, config_path)
+    options, inputs, states = _replay_setup(model, input_paths, input_kw, False)
+    batches = predict_batches(model, inputs, options=options, stateful=input_kw["stateful"], initial_states=states,
+                              start=input_kw["start"])
     first_ids, first_outputs = next(batches)
     names = [edge.layer for edge in model.graph.outputs]
     columns = predict_columns(first_outputs, names)
@@ -285,16 +322,17 @@ def predict(model_path, input_path, fmt, output, **input_kw) -> None:
             rows.extend(zip(*data))
         _views().render_rows(columns, rows, console, title=f"{model.label}: predict")
 
-    _emit(fmt, output, columns, blocks(), [model_path, input_path, input_kw["initial_state"]], table=table)
+    _emit(fmt, output, columns, blocks(), [model_path, config_path, *input_paths, input_kw["initial_state"]], table=table)
 
 
 @cli.command(epilog=EPILOG)
 @click.argument("model_path", metavar="MODEL")
-@click.argument("input_path", metavar="INPUT")
+@model_options
+@click.argument("input_paths", metavar="INPUT...", nargs=-1, required=True)
 @click.option("--tolerance", type=float, default=1e-5, show_default=True, help="Largest accepted absolute difference.")
 @input_options
 @output_options(["table", "csv", "json", "ndjson"])
-def verify(model_path, input_path, tolerance, fmt, output, **input_kw) -> None:
+def verify(model_path, config_path, input_paths, tolerance, fmt, output, **input_kw) -> None:
     """Compare the NumPy replay of every layer with Keras' own outputs (needs TensorFlow).
 
     Loads MODEL with the Keras that fits it (Keras 3, or tf-keras for Keras 1/2
@@ -310,13 +348,13 @@ def verify(model_path, input_path, tolerance, fmt, output, **input_kw) -> None:
     from . import verify as verifying
     from .frames import Block
 
-    model = _load(model_path)
-    options, sequences, _ = _replay_setup(model, input_path, input_kw, False)
-    result = verifying.verify(model, sequences, tolerance=tolerance, options=options)
+    model = _load(model_path, config_path)
+    options, inputs, _ = _replay_setup(model, input_paths, input_kw, False)
+    result = verifying.verify(model, inputs, tolerance=tolerance, options=options, start=input_kw["start"])
     rows = verifying.result_rows(result)
     columns = verifying.VERIFY_COLUMNS
     block = Block(columns, [_object_column([row[c] for row in rows]) for c in columns])
-    _emit(fmt, output, columns, [block] if rows else [], [model_path, input_path, input_kw["initial_state"]],
+    _emit(fmt, output, columns, [block] if rows else [], [model_path, config_path, *input_paths, input_kw["initial_state"]],
           table=lambda console: _views().render_layers(rows, console, verifying.summary(result)))
     click.echo(verifying.summary(result), err=True)
     if result.mismatches:
@@ -325,7 +363,8 @@ def verify(model_path, input_path, tolerance, fmt, output, **input_kw) -> None:
 
 @cli.command(epilog=EPILOG)
 @click.argument("model_path", metavar="MODEL")
-@click.argument("input_path", metavar="INPUT")
+@model_options
+@click.argument("input_paths", metavar="INPUT...", nargs=-1, required=True)
 @click.option("--layer", "layer_names", multiple=True, metavar="NAME", help="Only this recurrent layer (repeatable).")
 @click.option("--gates", type=NamesType(), default=None, metavar="i,f", help="Only these values (i,f,c,o,cell,hidden; z,r for GRU).")
 @click.option("--sort", type=click.Choice(["unit", "saturation", "variability"]), default="unit", show_default=True,
@@ -333,7 +372,7 @@ def verify(model_path, input_path, tolerance, fmt, output, **input_kw) -> None:
 @click.option("--top", type=click.IntRange(min=1), default=None, metavar="K", help="Only the first K units of each layer and gate (after --sort).")
 @input_options
 @output_options(["table", "csv", "json", "ndjson", "parquet"])
-def stats(model_path, input_path, layer_names, gates, sort, top, fmt, output, **input_kw) -> None:
+def stats(model_path, config_path, input_paths, layer_names, gates, sort, top, fmt, output, **input_kw) -> None:
     """Per layer, gate and unit over all steps of INPUT: mean, std, min, max, and how often saturated.
 
     CSV columns: layer,gate,unit,steps,mean,std,min,max,left_saturated,
@@ -350,17 +389,18 @@ def stats(model_path, input_path, layer_names, gates, sort, top, fmt, output, **
     """
     from .stats import STATS_COLUMNS, compute_stats, stats_blocks
 
-    model = _load(model_path)
-    options, sequences, states = _replay_setup(model, input_path, input_kw, False)
-    results = compute_stats(model, sequences, layers=list(layer_names) or None, gates=gates, options=options,
-                            stateful=input_kw["stateful"], initial_states=states)
-    _emit(fmt, output, STATS_COLUMNS, stats_blocks(results, sort, top, options.dtype), [model_path, input_path, input_kw["initial_state"]],
+    model = _load(model_path, config_path)
+    options, inputs, states = _replay_setup(model, input_paths, input_kw, False)
+    results = compute_stats(model, inputs, layers=list(layer_names) or None, gates=gates, options=options,
+                            stateful=input_kw["stateful"], initial_states=states, start=input_kw["start"])
+    _emit(fmt, output, STATS_COLUMNS, stats_blocks(results, sort, top, options.dtype), [model_path, config_path, *input_paths, input_kw["initial_state"]],
           table=lambda console: _views().render_stats(results, console, sort, top))
 
 
 @cli.command(epilog=EPILOG)
 @click.argument("model_path", metavar="MODEL")
-@click.argument("input_path", metavar="INPUT")
+@model_options
+@click.argument("input_paths", metavar="INPUT...", nargs=-1, required=True)
 @click.option("-o", "--output", required=True, metavar="FILE", help="The picture: FILE.png, FILE.svg or FILE.pdf (written atomically).")
 @click.option("-f", "--format", "fmt", type=click.Choice(["png", "svg", "pdf"]), default=None, help="Picture format (default: from the -o extension).")
 @click.option("--kind", type=click.Choice(["heatmap", "saturation"]), default="heatmap", show_default=True,
@@ -371,7 +411,7 @@ def stats(model_path, input_path, layer_names, gates, sort, top, fmt, output, **
 @click.option("--sequence", "sequence_id", default=None, metavar="ID", help="heatmap: the sequence to draw (default: the first).")
 @click.option("--dpi", type=click.IntRange(min=20, max=600), default=100, show_default=True, help="Resolution of a PNG.")
 @input_options
-def plot(model_path, input_path, output, fmt, kind, layer_names, gates, units, sequence_id, dpi, **input_kw) -> None:
+def plot(model_path, config_path, input_paths, output, fmt, kind, layer_names, gates, units, sequence_id, dpi, **input_kw) -> None:
     """Draw the trace of INPUT: heatmaps of every gate over time, or the saturation scatter.
 
     Needs matplotlib: pip install 'lstm-inspect[plot]'. With --kind saturation,
@@ -387,15 +427,16 @@ def plot(model_path, input_path, output, fmt, kind, layer_names, gates, units, s
 
     fmt = format_for(output, fmt)
     require_matplotlib()
-    model = _load(model_path)
-    options, sequences, states = _replay_setup(model, input_path, input_kw, False)
-    figure = _api().draw(model, sequences, kind=kind, layers=list(layer_names) or None, gates=gates, units=units,
+    model = _load(model_path, config_path)
+    options, inputs, states = _replay_setup(model, input_paths, input_kw, False)
+    figure = _api().draw(model, inputs, kind=kind, layers=list(layer_names) or None, gates=gates, units=units,
                          sequence=sequence_id, options=options, stateful=input_kw["stateful"], initial_states=states)
-    _save_binary(output, [model_path, input_path, input_kw["initial_state"]], lambda stream: _api().save_figure(figure, stream, fmt, dpi))
+    _save_binary(output, [model_path, config_path, *input_paths, input_kw["initial_state"]], lambda stream: _api().save_figure(figure, stream, fmt, dpi))
 
 
 @cli.command(epilog=EPILOG)
 @click.argument("model_path", metavar="MODEL")
+@model_options
 @click.option("--layout", type=click.Choice(["gates", "pytorch", "onnx"]), default="gates", show_default=True,
               help="gates: <layer>/kernel_i...; pytorch: nn.LSTM/GRU/RNN state-dict arrays; onnx: W, R, B of the ONNX operator.")
 @click.option("--layer", "layer_names", multiple=True, metavar="NAME", help="Only this recurrent layer (repeatable).")
@@ -404,7 +445,7 @@ def plot(model_path, input_path, output, fmt, kind, layer_names, gates, units, s
 @click.option("--hard-sigmoid", type=click.Choice(["keras2", "keras3"]), default=None, help="hard_sigmoid definition recorded for onnx (default: that of the saving Keras).")
 @click.option("--activation", "assume_activation", default=None, metavar="NAME", help="Activation to assume where the file does not record it (weights-only files).")
 @click.option("--recurrent-activation", "assume_recurrent_activation", default=None, metavar="NAME", help="Recurrent activation to assume where the file does not record it.")
-def export(model_path, layout, layer_names, output, fmt, hard_sigmoid, assume_activation, assume_recurrent_activation) -> None:
+def export(model_path, config_path, layout, layer_names, output, fmt, hard_sigmoid, assume_activation, assume_recurrent_activation) -> None:
     """Write the recurrent weights in another layout: gate by gate, PyTorch or ONNX.
 
     Array names: gates `<layer>/kernel_i`, `recurrent_kernel_i`, `bias_i`, ...;
@@ -419,7 +460,7 @@ def export(model_path, layout, layer_names, output, fmt, hard_sigmoid, assume_ac
       lstm-inspect export model.keras --layout onnx -o weights.json
       lstm-inspect export model.h5 --format json | jq '."lstm/bias_f"'
     """
-    model = _load(model_path)
+    model = _load(model_path, config_path)
     fmt = fmt or ("json" if (output or "").lower().endswith(".json") else "npz")
     exported = _api().export_weights(model, layout, list(layer_names) or None, hard_sigmoid=hard_sigmoid,
                                      assume_activation=assume_activation,
@@ -455,10 +496,10 @@ def _views():
     return views
 
 
-def _load(path: str):
+def _load(path: str, config: str | None = None):
     from .model import load_model
 
-    model = load_model(path, isolate=True)  # a file that crashes the HDF5 library is refused, not fatal
+    model = load_model(path, isolate=True, config=config)  # a file that crashes the HDF5 library is refused, not fatal
     for warning in model.warnings:
         _warn(warning)
     model.on_warning = _warn  # later warnings (from the replay) as they arise
@@ -469,11 +510,13 @@ def _warn(message: str) -> None:
     click.echo(f"lstm-inspect: warning: {message}", err=True)
 
 
-def _replay_setup(model, input_path: str, kw: dict, pre_activation: bool):
+def _replay_setup(model, input_paths: Sequence[str], kw: dict, pre_activation: bool):
+    """(replay options, {input name: sequences}, initial states) from the command's options."""
     import numpy as np
 
     from .engine import ReplayOptions
     from .inputs import CsvOptions, read_initial_state, read_input, split_sequences
+    from .tracing import name_inputs
 
     dtype = np.float64 if kw["dtype"] == "float64" else np.float32
     options = ReplayOptions(
@@ -490,11 +533,14 @@ def _replay_setup(model, input_path: str, kw: dict, pre_activation: bool):
         sequence_column=kw["sequence_column"],
         delimiter=_delimiter(kw["delimiter"]),
     )
-    sequences = read_input(input_path, csv, dtype=dtype)
-    if kw["sequence_length"]:
-        sequences = split_sequences(sequences, kw["sequence_length"])
+    inputs = {}
+    for name, path in name_inputs(model, input_paths, kw["start"]).items():
+        sequences = read_input(path, csv, dtype=dtype)
+        if kw["sequence_length"]:
+            sequences = split_sequences(sequences, kw["sequence_length"])
+        inputs[name] = sequences
     states = read_initial_state(kw["initial_state"]) if kw["initial_state"] else None
-    return options, sequences, states
+    return options, inputs, states
 
 
 def _delimiter(value: str | None) -> str | None:

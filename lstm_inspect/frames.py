@@ -11,27 +11,35 @@ Published column orders (public API, keep them):
 * ``trace`` long: ``sequence,layer,t,unit,`` + gate columns (LSTM ``i,f,c,o,
   cell,hidden``; GRU ``z,r,c,hidden``; SimpleRNN ``hidden``; the union, in
   order of first appearance, when kinds are mixed) + ``z_<gate>`` with
-  pre-activations + ``masked`` when the model masks steps;
-* ``trace --wide``: ``sequence,layer,t,`` + ``<gate>_<unit>`` for each column;
+  pre-activations + ``masked`` when the model masks steps.  When a
+  convolutional recurrent layer (ConvLSTM1D/2D/3D) is traced, its position
+  columns come before ``unit``: ``x`` (1D), ``y,x`` (2D), ``z,y,x`` (3D),
+  ``unit`` being the filter (empty for other layers' rows); ``--position``
+  and ``--reduce`` take them away again;
+* ``trace --wide``: ``sequence,layer,t,`` (+ position columns) + ``<gate>_<unit>`` for each column;
 * ``predict``: ``sequence,[t,]y_0..y_k``.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .engine import value_names
-from .errors import UnsupportedLayer
+from .engine import StepBlock, value_names
+from .errors import UsageProblem
 from .model import RecurrentLayer
 from .tracing import TraceBlock
 from .weights import GateBlock
 
 WEIGHT_COLUMNS = ["layer", "tensor", "gate", "unit", "source", "value", "path", "column", "row"]
+# A convolutional kernel's values also need their tap (the kernel position): "1,2" for [1, 2, :, :].
+TAP_COLUMN = "tap"
 TRACE_KEYS = ["sequence", "layer", "t", "unit"]
+POSITION_AXES = {1: ("x",), 2: ("y", "x"), 3: ("z", "y", "x")}
 
 
 @dataclass
@@ -115,29 +123,43 @@ def _as_column(value, rows: int):
 # ------------------------------------------------------------------- weights
 
 
-def weight_blocks(blocks: Iterable[GateBlock]) -> Iterator[Block]:
-    """Long rows, one per weight value: unit by unit, each unit's sources in row order."""
+def weight_columns(blocks: Sequence[GateBlock]) -> list[str]:
+    """The weights columns: ``tap`` after ``row`` when a convolutional layer is among ``blocks``."""
+    return WEIGHT_COLUMNS + ([TAP_COLUMN] if any(gb.stored_taps is not None for gb in blocks) else [])
+
+
+def weight_blocks(blocks: Iterable[GateBlock], with_taps: bool = False) -> Iterator[Block]:
+    """Long rows, one per weight value: unit by unit, each unit's sources in row order (and, for a
+    convolution kernel, each source's taps in order); ``with_taps`` adds the ``tap`` column."""
+    columns = WEIGHT_COLUMNS + ([TAP_COLUMN] if with_taps else [])
     for gb in blocks:
         values = gb.values
         units = gb.unit_count
-        if values.ndim == 2:  # (rows, U): kernel / recurrent_kernel
-            rows = values.shape[0]
-            unit = np.repeat(np.arange(units), rows)
-            source = np.tile(np.arange(rows), units)
+        # Unit first, then source rows, then taps: move the unit axis to the front, the row axis next.
+        order = (values.ndim - 1, values.ndim - 2) + tuple(range(values.ndim - 2)) if values.ndim >= 2 else (0,)
+        flat = values.transpose(order).reshape(-1)
+        per_unit = flat.shape[0] // max(units, 1)
+        unit = np.repeat(np.arange(units), per_unit)
+        if values.ndim >= 2:  # kernel / recurrent_kernel: (..., rows, U)
+            rows = values.shape[-2]
+            taps = per_unit // rows
+            source = np.tile(np.repeat(np.arange(rows), taps), units)
         else:  # (U,): bias
-            unit = np.arange(units)
             source = np.ma.masked_all(units, dtype=np.int64)
-        # Transposed so that each unit's values are consecutive.
-        flat = values.T.reshape(-1)
-        column = np.asarray(gb.stored_columns).T.reshape(-1)
+        column = np.asarray(gb.stored_columns).transpose(order).reshape(-1)
         if gb.stored_rows is None:
             row = np.ma.masked_all(flat.shape[0], dtype=np.int64)
         else:
-            row = np.asarray(gb.stored_rows).T.reshape(-1)
-        yield Block(
-            list(WEIGHT_COLUMNS),
-            [gb.layer, gb.tensor, gb.gate, unit, source, flat, gb.path, column, row],
-        )
+            row = np.asarray(gb.stored_rows).transpose(order).reshape(-1)
+        data = [gb.layer, gb.tensor, gb.gate, unit, source, flat, gb.path, column, row]
+        if with_taps:
+            if gb.stored_taps is None:
+                data.append(None)
+            else:
+                taps_array = np.asarray(gb.stored_taps).transpose(order + (values.ndim,)).reshape(-1, gb.stored_taps.shape[-1])
+                text = np.array([",".join(str(int(v)) for v in tap) for tap in taps_array], dtype=object)
+                data.append(text)
+        yield Block(list(columns), data)
 
 
 # ------------------------------------------------------------------- trace
@@ -145,11 +167,21 @@ def weight_blocks(blocks: Iterable[GateBlock]) -> Iterator[Block]:
 
 @dataclass(frozen=True)
 class TraceColumns:
-    """Which trace values are written, for which units."""
+    """Which trace values are written, for which units, and the position columns."""
 
     names: tuple[str, ...]  # value columns, e.g. ("i", "f", "c", "o", "cell", "hidden")
     units: tuple[int, ...] | None  # None: all
     masked: bool  # add the `masked` column
+    positions: tuple[str, ...] = ()  # ("y", "x") when a ConvLSTM2D's maps are written position by position
+
+    @property
+    def keys(self) -> list[str]:
+        """The key columns of the long form: sequence, layer, t, [positions,] unit."""
+        return ["sequence", "layer", "t", *self.positions, "unit"]
+
+    @property
+    def long_columns(self) -> list[str]:
+        return self.keys + list(self.names) + (["masked"] if self.masked else [])
 
 
 def trace_columns(
@@ -159,8 +191,13 @@ def trace_columns(
     pre_activation: bool,
     masked: bool,
     units: Sequence[int] | None = None,
+    positions_reduced: bool = False,
 ) -> TraceColumns:
-    """The value columns for the traced layers: the union in order of first appearance."""
+    """The value columns for the traced layers: the union in order of first appearance.
+
+    ``positions_reduced``: ``--position`` or ``--reduce`` takes a convolutional
+    layer's positions away, so no position columns are written.
+    """
     names: list[str] = []
     for layer in layers:
         for name in value_names(layer, False):
@@ -177,43 +214,98 @@ def trace_columns(
                 z = f"z_{gate}"
                 if z not in names and (not gates or gate in gates or z in gates):
                     names.append(z)
-    return TraceColumns(tuple(names), tuple(units) if units is not None else None, masked)
+    rank = max((layer.kind.spatial_rank for layer in layers), default=0)
+    positions = POSITION_AXES.get(rank, ()) if not positions_reduced else ()
+    return TraceColumns(tuple(names), tuple(units) if units is not None else None, masked, positions)
+
+
+def focus_positions(blocks: Iterable[TraceBlock], position: Sequence[int] | None, reduce: str | None) -> Iterator[TraceBlock]:
+    """Take a convolutional layer's positions away: keep the one at ``position`` (``(y, x)``), or
+    aggregate each filter over all positions with ``reduce`` (``mean`` or ``max``).  Blocks of
+    other layers pass unchanged."""
+    for tb in blocks:
+        block = tb.block
+        rank = len(block.positions)
+        if not rank or (position is None and reduce is None):
+            yield tb
+            continue
+        if position is not None:
+            if len(position) != rank:
+                raise UsageProblem(f"--position takes {rank} coordinate(s) for layer '{tb.layer.name}' "
+                                   f"({','.join(POSITION_AXES[rank])}); got {len(position)}")
+            outside = [p for p, size in zip(position, block.positions) if not 0 <= p < size]
+            if outside:
+                raise UsageProblem(f"--position {','.join(map(str, position))} is outside layer '{tb.layer.name}''s maps "
+                                   f"({'×'.join(map(str, block.positions))} positions, counted from 0)")
+            index = (slice(None), slice(None), *position)
+            values = {name: value[index] for name, value in block.values.items()}
+        else:
+            axes = tuple(range(2, 2 + rank))
+            how = np.nanmax if reduce == "max" else np.nanmean
+            values = {name: _reduce(how, value, axes) for name, value in block.values.items()}
+        yield TraceBlock(tb.sequences, StepBlock(block.layer, block.t, values, block.masked))
+
+
+def _reduce(how, value: NDArray, axes: tuple[int, ...]) -> NDArray:
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN (masked) steps stay NaN
+        return how(value, axis=axes).astype(value.dtype)
 
 
 def long_blocks(blocks: Iterable[TraceBlock], spec: TraceColumns, dtype) -> Iterator[Block]:
-    """Long rows: one per (sequence, layer, t, unit)."""
-    columns = TRACE_KEYS + list(spec.names) + (["masked"] if spec.masked else [])
+    """Long rows: one per (sequence, layer, t, [position,] unit)."""
+    columns = spec.long_columns
     for tb in blocks:
         block = tb.block
-        steps, n, units = _dims(block)
+        steps, n, places, units = _dims(block)
         unit_idx = _units(spec, units)
         u = len(unit_idx)
         if u == 0 or steps == 0:
             continue
-        rows = n * steps * u
+        rows = n * steps * places * u
         data: list = [
-            _sequence_column(tb.sequences, steps * u),
+            _sequence_column(tb.sequences, steps * places * u),
             tb.layer.name,
-            np.tile(np.repeat(block.t, u), n),
-            np.tile(np.asarray(unit_idx), n * steps),
+            np.tile(np.repeat(block.t, places * u), n),
         ]
+        data += _position_columns(spec, block.positions, n * steps, u)
+        data.append(np.tile(np.asarray(unit_idx), n * steps * places))
         for name in spec.names:
             value = block.values.get(name)
             if value is None:
                 data.append(np.full(rows, np.nan, dtype=dtype))
             else:
-                data.append(_take_units(value, unit_idx).transpose(1, 0, 2).reshape(-1))
+                flat = value.reshape(steps, n, places, value.shape[-1])
+                data.append(_take_units(flat, unit_idx).transpose(1, 0, 2, 3).reshape(-1))
         if spec.masked:
             masked = block.masked if block.masked is not None else np.zeros((steps, n), dtype=bool)
-            data.append(np.repeat(masked.T.reshape(-1), u).astype(np.int8))
+            data.append(np.repeat(masked.T.reshape(-1), places * u).astype(np.int8))
         yield Block(columns, data)
+
+
+def _position_columns(spec: TraceColumns, positions: tuple[int, ...], outer: int, inner: int) -> list:
+    """The ``x``/``y,x``/``z,y,x`` columns of a block: each position's coordinates, repeated
+    ``inner`` times (units), the whole tiled ``outer`` times (sequences × steps); empty cells for a
+    layer without positions."""
+    if not spec.positions:
+        return []
+    places = int(np.prod(positions)) if positions else 1
+    if not positions:
+        empty = np.ma.masked_all(outer * places * inner, dtype=np.int64)
+        return [empty for _ in spec.positions]
+    grid = np.indices(positions).reshape(len(positions), -1)  # (rank, places)
+    columns: list = [np.ma.masked_all(outer * places * inner, dtype=np.int64)
+                     for _ in range(len(spec.positions) - len(positions))]
+    for axis in range(len(positions)):
+        columns.append(np.tile(np.repeat(grid[axis], inner), outer))
+    return columns
 
 
 def wide_columns(layers: Sequence[RecurrentLayer], spec: TraceColumns) -> list[str]:
     width = max((layer.units for layer in layers), default=0)
     unit_idx = list(spec.units) if spec.units is not None else list(range(width))
     unit_idx = [u for u in unit_idx if u < width]
-    columns = ["sequence", "layer", "t"]
+    columns = ["sequence", "layer", "t", *spec.positions]
     for name in spec.names:
         columns += [f"{name}_{u}" for u in unit_idx]
     if spec.masked:
@@ -222,35 +314,38 @@ def wide_columns(layers: Sequence[RecurrentLayer], spec: TraceColumns) -> list[s
 
 
 def wide_blocks(blocks: Iterable[TraceBlock], layers: Sequence[RecurrentLayer], spec: TraceColumns, dtype) -> Iterator[Block]:
-    """Wide rows: one per (sequence, layer, t), a column per value and unit."""
+    """Wide rows: one per (sequence, layer, t, [position]), a column per value and unit."""
     columns = wide_columns(layers, spec)
     width = max((layer.units for layer in layers), default=0)
     unit_idx = list(spec.units) if spec.units is not None else list(range(width))
     unit_idx = [u for u in unit_idx if u < width]
     for tb in blocks:
         block = tb.block
-        steps, n, units = _dims(block)
+        steps, n, places, units = _dims(block)
         if steps == 0 or not any(u < units for u in unit_idx):
             continue  # as in the long form, a layer with none of the selected units is left out
-        rows = n * steps
-        data: list = [_sequence_column(tb.sequences, steps), tb.layer.name, np.tile(block.t, n)]
+        rows = n * steps * places
+        data: list = [_sequence_column(tb.sequences, steps * places), tb.layer.name, np.tile(np.repeat(block.t, places), n)]
+        data += _position_columns(spec, block.positions, n * steps, 1)
         for name in spec.names:
             value = block.values.get(name)
+            flat = None if value is None else value.reshape(steps, n, places, value.shape[-1])
             for u in unit_idx:
-                if value is None or u >= units:
+                if flat is None or u >= units:
                     data.append(np.full(rows, np.nan, dtype=dtype))
                 else:
-                    data.append(value[:, :, u].T.reshape(-1))
+                    data.append(flat[:, :, :, u].transpose(1, 0, 2).reshape(-1))
         if spec.masked:
             masked = block.masked if block.masked is not None else np.zeros((steps, n), dtype=bool)
-            data.append(masked.T.reshape(-1).astype(np.int8))
+            data.append(np.repeat(masked.T.reshape(-1), places).astype(np.int8))
         yield Block(columns, data)
 
 
-def _dims(block) -> tuple[int, int, int]:
+def _dims(block) -> tuple[int, int, int, int]:
+    """(steps, sequences, positions (1 for layers without maps), units) of a step block."""
     first = next(iter(block.values.values()))
-    steps, n, units = first.shape
-    return steps, n, units
+    steps, n = first.shape[:2]
+    return steps, n, int(np.prod(first.shape[2:-1])), first.shape[-1]
 
 
 def _units(spec: TraceColumns, units: int) -> list[int]:
@@ -260,9 +355,9 @@ def _units(spec: TraceColumns, units: int) -> list[int]:
 
 
 def _take_units(value: NDArray, unit_idx: list[int]) -> NDArray:
-    if len(unit_idx) == value.shape[2] and unit_idx == list(range(value.shape[2])):
+    if len(unit_idx) == value.shape[-1] and unit_idx == list(range(value.shape[-1])):
         return value
-    return value[:, :, unit_idx]
+    return value[..., unit_idx]
 
 
 def _sequence_column(ids: list, repeat: int):
@@ -274,31 +369,78 @@ def _sequence_column(ids: list, repeat: int):
 # ------------------------------------------------------------------- predict
 
 
-def predict_columns(outputs: Sequence[NDArray], names: Sequence[str]) -> list[str]:
+def predict_columns(outputs: Sequence[NDArray], names: Sequence[str] | None = None) -> list[str]:
+    """``sequence,[t,]y_0..y_k`` for one output; ``sequence,output,[t,]y_0..y_k`` for several (k up to
+    the widest; ``t`` when an output has a time axis)."""
     columns = ["sequence"]
-    if outputs and outputs[0].ndim == 3:
+    if len(outputs) > 1:
+        columns.append("output")
+    if any(output.ndim >= 3 for output in outputs):
         columns.append("t")
-    for index, output in enumerate(outputs):
-        prefix = "y" if index == 0 else f"{names[index]}_y"
-        columns += [f"{prefix}_{k}" for k in range(output.shape[-1])]
-    return columns
+    width = max((_width(output) for output in outputs), default=0)
+    return columns + [f"y_{k}" for k in range(width)]
 
 
-def predict_block(ids: list, outputs: Sequence[NDArray], names: Sequence[str]) -> Block:
-    columns = predict_columns(outputs, names)
-    first = outputs[0]
-    if first.ndim == 3:
-        n, steps, _ = first.shape
-        data: list = [_sequence_column(ids, steps), np.tile(np.arange(steps), n)]
-        for output in outputs:
-            if output.ndim != 3 or output.shape[1] != steps:
-                raise UnsupportedLayer("the model's outputs have different shapes (a sequence and a vector), "
-                                       "which cannot share one table")
+def _width(output: NDArray) -> int:
+    """Values per row: what follows the sequence (and time) axis, flattened."""
+    return int(np.prod(output.shape[2:] if output.ndim >= 3 else output.shape[1:]))
+
+
+def predict_block(ids: list, outputs: Sequence[NDArray], names: Sequence[str] | None = None) -> Block:
+    """The rows of one batch: per sequence, per output, per step (empty cells where an output is narrower
+    than the widest, or has no time axis)."""
+    columns = predict_columns(outputs)
+    if len(outputs) == 1:  # the common case, without the per-row bookkeeping
+        output = outputs[0]
+        n = output.shape[0]
+        if output.ndim >= 3:
+            steps = output.shape[1]
             flat = output.reshape(n * steps, -1)
-            data += [flat[:, k] for k in range(flat.shape[1])]
-    else:
-        data = [_sequence_column(ids, 1)]
-        for output in outputs:
-            flat = output.reshape(output.shape[0], -1)
-            data += [flat[:, k] for k in range(flat.shape[1])]
+            return Block(columns, [_sequence_column(ids, steps), np.tile(np.arange(steps), n)]
+                         + [flat[:, k] for k in range(flat.shape[1])])
+        flat = output.reshape(n, -1)
+        return Block(columns, [_sequence_column(ids, 1)] + [flat[:, k] for k in range(flat.shape[1])])
+    several = len(outputs) > 1
+    timed = "t" in columns
+    width = len(columns) - 1 - several - timed
+    n = outputs[0].shape[0]
+    parts: list[tuple[int, int, NDArray, NDArray | None]] = []  # (sequence row, output, (R, k) values, t)
+    for index, output in enumerate(outputs):
+        if output.ndim >= 3:
+            steps = output.shape[1]
+            flat = output.reshape(n, steps, -1)
+            for row in range(n):
+                parts.append((row, index, flat[row], np.arange(steps)))
+        else:
+            flat = output.reshape(n, -1)
+            for row in range(n):
+                parts.append((row, index, flat[row][None], None))
+    parts.sort(key=lambda part: (part[0], part[1]))
+    total = sum(p[2].shape[0] for p in parts)
+    dtype = np.result_type(*[o.dtype for o in outputs]) if outputs else np.float32
+    values = np.full((total, width), np.nan, dtype=dtype)
+    sequence_rows = np.empty(total, dtype=np.int64)
+    output_index = np.empty(total, dtype=np.int64)
+    t_column = np.ma.masked_all(total, dtype=np.int64)
+    at = 0
+    for row, index, block, t in parts:
+        count = block.shape[0]
+        values[at : at + count, : block.shape[1]] = block
+        sequence_rows[at : at + count] = row
+        output_index[at : at + count] = index
+        if t is not None:
+            t_column[at : at + count] = t
+        at += count
+    data: list = [_ids_by_row(ids, sequence_rows)]
+    if several:
+        data.append(output_index)
+    if timed:
+        data.append(t_column if np.ma.is_masked(t_column) else np.asarray(t_column))
+    data += [values[:, k] for k in range(width)]
     return Block(columns, data)
+
+
+def _ids_by_row(ids: list, rows: NDArray) -> NDArray:
+    if all(isinstance(i, (int, np.integer)) for i in ids):
+        return np.asarray(ids, dtype=np.int64)[rows]
+    return np.asarray(ids, dtype=object)[rows]

@@ -120,7 +120,7 @@ def _read_numpy(source, label: str, dtype) -> list[InputSequence]:
         array = array[:, None]
     if array.ndim == 2:
         arrays = [array]
-    elif array.ndim == 3:
+    elif 3 <= array.ndim <= 6:  # (N, T, F); (N, T, *positions, C) for convolutional recurrent layers
         arrays = list(array)
     else:
         raise InputDataError(f"{label}: array of shape {array.shape}; expected (T, F) or (N, T, F)")
@@ -131,7 +131,7 @@ def _read_numpy(source, label: str, dtype) -> list[InputSequence]:
         if values.shape[0] == 0:
             raise InputDataError(f"{label}: sequence {index} has no timesteps")
         values = values.astype(dtype) if values.dtype.kind == "f" else values.astype(np.float64)
-        _check_finite(values, label, lambda row, col: f"sequence {index}, step {row}, feature {col}")
+        _check_finite(values.reshape(values.shape[0], -1), label, lambda row, col: f"sequence {index}, step {row}, value {col}")
         sequences.append(InputSequence(index, values))
     return sequences
 

@@ -144,30 +144,82 @@ class Model:
         return [layer for layer in layers if layer.name in wanted]
 
 
-def load_model(path: str, *, isolate: bool = False) -> Model:
+def load_model(path: str, *, isolate: bool = False, config: str | None = None) -> Model:
     """Read a Keras model file (.h5, .hdf5, .keras, .weights.h5) without TensorFlow.
 
     Nothing stored in the file is executed.  Raises ``ModelFileError`` for
     files that cannot be read or interpreted.  ``isolate``: read the file in a
     forked child first, so that a corrupt file crashing the HDF5 library is
-    refused rather than fatal (see ``reading.read_model_file``).
+    refused rather than fatal (see ``reading.read_model_file``).  ``config``:
+    a ``model.to_json()`` file (Keras 1, 2, tf.keras or 3) giving the
+    architecture of a weights-only file; its layers are bound to the stored
+    weights by name, as Keras' ``load_weights`` does.
     """
+    from dataclasses import replace
+
     model_file = read_model_file(path, isolate=isolate)
     label = os.path.basename(path)
+    warnings: list[str] = []
+    if config is not None:
+        from .reading import read_config_file
+
+        architecture, version = read_config_file(config)
+        if model_file.config is not None:
+            warnings.append(f"{label}: the file holds its own model config; using {os.path.basename(config)} instead")
+        model_file = replace(model_file, config=architecture, keras_version=model_file.keras_version or version)
     if model_file.config is not None:
         graph = parse_model_config(model_file.config, label)
         binder = _Binder(model_file, graph, label)
         weights = binder.bind()
+        if config is not None:
+            _check_config_binding(model_file, graph, weights, label, os.path.basename(config))
     else:
         graph, weights = _weights_only_graph(model_file, label)
-    model = Model(path=path, file=model_file, graph=graph, weights=weights, warnings=list(model_file.warnings))
+    model = Model(path=path, file=model_file, graph=graph, weights=weights,
+                  warnings=list(model_file.warnings) + warnings)
     if model_file.config is None:
         model.warnings.append(
             f"{label}: weights-only file (no model config): layer kinds are recognised from the "
-            "weights; activations and return_sequences are not recorded"
+            "weights; activations and return_sequences are not recorded (give the architecture with --config)"
         )
     model.warnings.extend(nonfinite_warnings(weights, label))
     return model
+
+
+def _check_config_binding(model_file: ModelFile, graph: ModelGraph, weights: Mapping[str, Mapping[str, StoredArray]],
+                          label: str, config_label: str) -> None:
+    """A --config must name every layer the weights file holds, and give weights to every layer
+    that needs some: otherwise it describes another model."""
+    from .ops import op_for
+
+    named = {spec.keras_name for spec in graph.layers if not spec.container} | {
+        spec.container[0] for spec in graph.layers if spec.container}
+    stored_layers = [name for name in (model_file.h5_layer_order or list(model_file.h5_layers))
+                     if model_file.h5_layers.get(name)]
+    if model_file.keras_tree is not None:
+        stored_layers = []  # a Keras 3 tree is bound by position: checked per layer below
+    extra = [name for name in stored_layers if name not in named]
+    if extra:
+        raise ModelFileError(
+            f"{label}: the weights file holds layer '{extra[0]}', which {config_label} does not name "
+            f"(its layers: {', '.join(sorted(named)[:12])}); is it the architecture of another model?"
+        )
+    for spec in graph.layers:
+        if spec.is_recurrent or spec.is_bidirectional:
+            needs = True
+        else:
+            definition = op_for(spec.class_name)
+            needs = bool(definition and definition.variable_names(spec.config))
+            if spec.class_name == "TimeDistributed":
+                inner = spec.children.get("layer")
+                definition = op_for(inner.class_name) if inner else None
+                needs = bool(definition and definition.variable_names(inner.config))
+        has = bool(weights.get(spec.name)) or any(weights.get(child.name) for child in spec.children.values())
+        if needs and not has:
+            raise ModelFileError(
+                f"{label}: {config_label} has a layer '{spec.keras_name}' ({spec.class_name}) with weights, "
+                f"but the weights file holds none under that name (its layers: {', '.join(stored_layers[:12])})"
+            )
 
 
 def nonfinite_warnings(weights: Mapping[str, Mapping[str, StoredArray]], label: str) -> list[str]:

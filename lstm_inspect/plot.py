@@ -98,25 +98,32 @@ def collect_sequence(
     order.  Only that sequence is replayed, unless ``stateful`` (its state
     then depends on the sequences before it).
     """
-    if not sequences:
+    from .engine import compile_model
+    from .tracing import samples_for
+
+    program = compile_model(model, options, upto=[layer.name for layer in layers])
+    samples = samples_for(program, sequences)
+    if not samples:
         raise UsageProblem("the input holds no sequence")
     position = 0
     if sequence is not None:
-        matches = [k for k, s in enumerate(sequences) if str(s.id) == str(sequence)]
+        matches = [k for k, s in enumerate(samples) if str(s.id) == str(sequence)]
         if not matches:
-            known = ", ".join(str(s.id) for s in sequences[:10]) + (", ..." if len(sequences) > 10 else "")
+            known = ", ".join(str(s.id) for s in samples[:10]) + (", ..." if len(samples) > 10 else "")
             raise UsageProblem(f"--sequence {sequence}: no such sequence in the input (have: {known})")
         position = matches[0]
-    chosen = sequences[position]
-    replay = list(sequences[: position + 1]) if stateful else [chosen]
+    chosen = samples[position]
+    replay = list(samples[: position + 1]) if stateful else [chosen]
     parts: dict[str, tuple[list, dict[str, list]]] = {}
     for tb in trace_blocks(model, replay, layers=[layer.name for layer in layers], options=options,
-                           stateful=stateful, initial_states=initial_states):
+                           stateful=stateful, initial_states=initial_states, program=program):
         if tb.sequences[0] != chosen.id or tb.block.batch != 1:
             continue
         t_list, values = parts.setdefault(tb.layer.name, ([], {}))
         t_list.append(tb.block.t)
         for name, value in tb.block.values.items():
+            if value.ndim > 3:  # a ConvLSTM's maps: each filter's mean over the positions
+                value = np.nanmean(value, axis=tuple(range(2, value.ndim - 1)))
             values.setdefault(name, []).append(value[:, 0, :])  # (S, U)
     result = {}
     for name, (t_list, values) in parts.items():

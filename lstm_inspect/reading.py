@@ -35,7 +35,7 @@ from .errors import ModelFileError
 MAX_ARRAY_BYTES = 2 << 30  # one weight tensor
 MAX_TOTAL_BYTES = 8 << 30  # all weight tensors together
 MAX_JSON_BYTES = 64 << 20  # config.json / model_config attribute
-MAX_ARRAY_RANK = 4
+MAX_ARRAY_RANK = 5  # a Conv3D or ConvLSTM3D kernel: (kz, ky, kx, in, out)
 # A dataset above MAX_SPARSE_BYTES must occupy at least 1/MAX_EXPANSION of its size in the
 # file: Keras writes weights uncompressed, so a larger ratio is an unwritten (fill value) or
 # compression-bomb dataset that would only cost memory.
@@ -321,6 +321,36 @@ def _parse_json(text: str | None, label: str, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ModelFileError(f"{label}: {what} is not a JSON object")
     return value
+
+
+def read_config_file(path: str) -> tuple[dict[str, Any], str | None]:
+    """A model architecture saved beside the weights (``model.to_json()``, or a ``get_config()``
+    dump): (the model config as a .h5 file's ``model_config`` holds it, the Keras version it names).
+
+    Read as plain JSON within the same bounds as a model file's own config; nothing is deserialised.
+    """
+    label = os.path.basename(path)
+    if not os.path.isfile(path):
+        raise ModelFileError(f"{path}: no such file (--config)")
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_JSON_BYTES:
+            raise ModelFileError(f"{label}: refused: {size:,} bytes of architecture JSON (limit {MAX_JSON_BYTES:,})")
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_JSON_BYTES + 1)
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ModelFileError(f"{label}: the architecture file is not UTF-8 JSON") from None
+    config = _parse_json(text, label, "the architecture file")
+    version = config.get("keras_version") if isinstance(config.get("keras_version"), str) else None
+    if "class_name" not in config and isinstance(config.get("layers"), list):
+        # A bare get_config() of a Functional/Sequential model.
+        kind = "Functional" if "input_layers" in config else "Sequential"
+        config = {"class_name": kind, "config": config}
+    return config, version
 
 
 def _require_hard_link(group, name: str, label: str) -> None:

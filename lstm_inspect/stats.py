@@ -188,6 +188,7 @@ def compute_stats(
     options: ReplayOptions | None = None,
     stateful: bool = False,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
+    start: str | None = None,
 ) -> list[GateStats]:
     """Replay ``sequences`` and summarise every selected value of every selected layer.
 
@@ -209,7 +210,7 @@ def compute_stats(
         if unknown:
             raise UsageProblem(f"unknown gate(s) {', '.join(unknown)} (these layers have: {', '.join(sorted(known))})")
     blocks = trace_blocks(model, sequences, layers=[layer.name for layer in selected], options=options,
-                          stateful=stateful, initial_states=initial_states)
+                          stateful=stateful, initial_states=initial_states, start=start)
     running = accumulate(blocks, names, {layer.name: _thresholds(layer, options) for layer in selected})
     result = []
     for layer in selected:
@@ -251,7 +252,8 @@ def accumulate(
             value = block.values.get(name)
             if value is None:
                 continue
-            flat = value.reshape(-1, value.shape[-1]) if keep is None else value[keep]  # (K, U)
+            # (K, U): every unmasked step and, for a convolutional layer, every position
+            flat = value.reshape(-1, value.shape[-1]) if keep is None else value[keep].reshape(-1, value.shape[-1])
             acc = running.get((layer, name))
             if acc is None:
                 acc = running[(layer, name)] = _Running(value.shape[-1])

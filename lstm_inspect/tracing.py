@@ -15,6 +15,7 @@ sample streams straight through, one chunk of steps at a time.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -56,6 +57,44 @@ class TraceBlock:
 Inputs = Sequence[InputSequence] | Sequence[Sequence[InputSequence]] | Mapping[str, Sequence[InputSequence]]
 
 
+def name_inputs(model: Model, items: Sequence[str], start: str | None = None) -> dict[str, str]:
+    """Which model input each INPUT argument feeds: ``NAME=PATH`` names the input layer, the others
+    fill the remaining inputs in the model's order.  With ``start`` (``--from``) there is one input.
+
+    An argument holding ``=`` whose left side is not an input name is a path (when it exists).
+    """
+    from .engine import FROM
+
+    names = [FROM + start] if start else list(model.graph.inputs)
+    aliases = {start: FROM + start} if start else {}
+    named: dict[str, str] = {}
+    positional: list[str] = []
+    for item in items:
+        key, sep, path = item.partition("=")
+        if sep and (key in names or key in aliases):
+            target = aliases.get(key, key)
+            if target in named:
+                raise UsageProblem(f"input '{key}' is given twice")
+            named[target] = path
+        elif sep and not os.path.exists(item):
+            raise UsageProblem(f"no model input named '{key}' ({_inputs_text(model, names, start)})")
+        else:
+            positional.append(item)
+    free = [name for name in names if name not in named]
+    if len(positional) > len(free):
+        raise UsageProblem(f"{len(items)} INPUT(s) given; {_inputs_text(model, names, start)}")
+    named.update(zip(free, positional))
+    if sum(path == "-" for path in named.values()) > 1:
+        raise UsageProblem("only one INPUT can be '-' (standard input)")
+    return {name: named[name] for name in names if name in named}
+
+
+def _inputs_text(model: Model, names: Sequence[str], start: str | None) -> str:
+    if start:
+        return f"--from {start} takes one INPUT"
+    return f"the model's inputs, in order: {', '.join(names)}" if len(names) > 1 else "the model has one input"
+
+
 def samples_for(program: Program, inputs: Inputs) -> list[Sample]:
     """Pair the given inputs into samples, checking each against what its program input takes.
 
@@ -65,14 +104,18 @@ def samples_for(program: Program, inputs: Inputs) -> list[Sample]:
     per row.  The samples take the ids of the first input's sequences (or rows).
     """
     names = program.input_names
+    if isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], Sample):
+        return list(inputs)  # already paired
     if isinstance(inputs, Mapping):
-        unknown = [name for name in inputs if name not in names]
+        known = set(program.model.graph.inputs) | set(names)
+        unknown = [name for name in inputs if name not in known]
         if unknown:
             raise UsageProblem(f"no model input named '{unknown[0]}' (this needs: {', '.join(names)})")
         missing = [name for name in names if name not in inputs]
         if missing:
-            raise UsageProblem(f"no input given for '{missing[0]}' (this needs: {', '.join(names)})")
-        per_input = [list(inputs[name]) for name in names]
+            raise UsageProblem(f"no INPUT given for the model input '{missing[0]}' (this needs: {', '.join(names)}; "
+                               "name it with NAME=PATH)")
+        per_input = [list(inputs[name]) for name in names]  # inputs this replay does not read are left out
     elif inputs and isinstance(inputs[0], InputSequence):
         per_input = [list(inputs)]  # type: ignore[list-item]
     else:

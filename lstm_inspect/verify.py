@@ -20,8 +20,8 @@ from numpy.typing import NDArray
 
 from .engine import ReplayOptions, compile_model
 from .errors import UsageProblem
-from .inputs import InputSequence
 from .model import Model
+from .tracing import Sample, samples_for
 
 VERIFY_COLUMNS = ["layer", "output", "shape", "max_abs_diff", "tolerance", "status"]
 
@@ -55,25 +55,32 @@ class VerifyResult:
 
 def verify(
     model: Model,
-    sequences: Sequence[InputSequence],
+    sequences: Any,
     *,
     tolerance: float = 1e-5,
     options: ReplayOptions | None = None,
+    start: str | None = None,
 ) -> VerifyResult:
-    """Compare the NumPy replay of every top-level layer with Keras' own outputs."""
+    """Compare the NumPy replay of every top-level layer with Keras' own outputs.
+
+    ``sequences``: the input sequences (one model input), or one list of them
+    per model input (in order, or a dict by input name).
+    """
+    if start is not None:
+        raise UsageProblem("verify compares the whole model with Keras, so it takes no --from")
     options = options or ReplayOptions()
     program = compile_model(model, options)  # before TensorFlow: a model we cannot replay stops here
+    samples = samples_for(program, sequences)
     with _quiet_stderr():
         keras_mod, keras_name = _import_keras(model)
         keras_model, note = _load_with_keras(model, keras_mod, keras_name)
     comparable = _comparable_layers(model, keras_model)
-    stateful_steps = _stateful_piece_length(model)
+    stateful_steps = _stateful_piece_length(model) if len(program.inputs) == 1 else None
     if stateful_steps:
-        pieces = [InputSequence(f"{s.id}:{k}", s.values[i : i + stateful_steps])
-                  for s in sequences for k, i in enumerate(range(0, s.values.shape[0], stateful_steps))]
-        groups = [[p] for p in pieces]
+        groups = [[Sample(f"{s.id}:{k}", (s.arrays[0][i : i + stateful_steps],))]
+                  for s in samples for k, i in enumerate(range(0, s.arrays[0].shape[0], stateful_steps))]
     else:
-        groups = _equal_length_groups(sequences)
+        groups = _equal_shape_groups(samples)
     diffs: dict[tuple[str, int], float] = {}
     shapes: dict[tuple[str, int], tuple[int, ...]] = {}
     probe = None
@@ -83,7 +90,7 @@ def verify(
             _reset_states(keras_model)
     states: dict[str, list[NDArray]] = {}
     for group in groups:
-        x = np.stack([s.values for s in group])
+        x = [np.stack(arrays) for arrays in zip(*(s.arrays for s in group))]
         run = program.run(x, trace=[], keep_outputs=True, states=states if stateful_steps else None)
         for _ in run:
             pass
@@ -230,13 +237,16 @@ def _probe_model(keras_mod, keras_model, names: list[str]):
     return keras_mod.Model(keras_model.inputs, outputs), keys
 
 
-def _keras_outputs(probe, x: NDArray, program) -> dict[tuple[str, int], NDArray]:
+def _keras_outputs(probe, x: list[NDArray], program) -> dict[tuple[str, int], NDArray]:
     model, keys = probe
-    if program.input_spec.token_ids:
-        feed = (x[..., 0] if x.ndim == 3 else x).astype("int32")
-    else:
-        feed = x.astype("float32")
-    result = model.predict(feed, verbose=0, batch_size=len(feed))
+    feeds = []
+    for spec, array in zip(program.inputs, x):
+        if spec.token_ids:
+            feeds.append((array[..., 0] if array.ndim == 3 else array).astype("int32"))
+        else:
+            feeds.append(array.astype("float32"))
+    feed = feeds[0] if len(feeds) == 1 else feeds
+    result = model.predict(feed, verbose=0, batch_size=len(feeds[0]))
     parts = list(result) if isinstance(result, (list, tuple)) else [result]
     return {key: np.asarray(part) for key, part in zip(keys, parts)}
 
@@ -257,13 +267,13 @@ def _stateful_piece_length(model: Model) -> int | None:
     return int(shape[0]) if shape and shape[0] else None
 
 
-def _equal_length_groups(sequences: Sequence[InputSequence]) -> list[list[InputSequence]]:
-    groups: list[list[InputSequence]] = []
-    for sequence in sequences:
-        if groups and groups[-1][0].values.shape == sequence.values.shape:
-            groups[-1].append(sequence)
+def _equal_shape_groups(samples: Sequence[Sample]) -> list[list[Sample]]:
+    groups: list[list[Sample]] = []
+    for sample in samples:
+        if groups and groups[-1][0].shapes == sample.shapes:
+            groups[-1].append(sample)
         else:
-            groups.append([sequence])
+            groups.append([sample])
     return groups
 
 

@@ -138,9 +138,29 @@ def layer_rows(model: Model) -> list[dict[str, Any]]:
                 "params": params,
                 "weight_shapes": "; ".join(shapes),
                 "keras_version": model.keras_version,
+                "initial_state": _initial_state_source(spec, source) if recurrent else None,
             }
         )
     return rows
+
+
+def _initial_state_source(spec, inner) -> str:
+    """Where a recurrent layer's initial state comes from: ``h=lstm_1[1]; c=lstm_1[2]`` (outputs of
+    other layers, or Input layers), or ``zeros``."""
+    from .kinds import kind_of
+
+    wired = list(spec.inbound[1:])
+    if not wired:
+        return "zeros"
+    kind = kind_of(inner.kind)
+    names = list(kind.states) if kind is not None else []
+    if spec.is_bidirectional:
+        names = [f"forward {n}" for n in names] + [f"backward {n}" for n in names]
+    parts = []
+    for k, edge in enumerate(wired):
+        label = names[k] if k < len(names) else f"state {k}"
+        parts.append(f"{label}={edge.layer}" + (f"[{edge.index}]" if edge.index else ""))
+    return "; ".join(parts)
 
 
 def weights_frame(model: Model, layers: Sequence[str] | None = None, gates: Sequence[str] | None = None):
@@ -188,37 +208,35 @@ def trace_arrays(
     selected = model.select_recurrent(layers)
     program = compile_model(model, options, upto=[layer.name for layer in selected], start=start)
     samples = samples_for(program, sequences)
-    index = {id(s.id) if not isinstance(s.id, (int, str)) else s.id: i for i, s in enumerate(samples)}
+    index = {s.id: i for i, s in enumerate(samples)}
     n = len(samples)
-    result: dict[str, dict[str, NDArray]] = {}
-    for tb in trace_blocks(model, sequences, layers=[l.name for l in selected], options=options, stateful=stateful,
+    collected: dict[str, list] = {}
+    for tb in trace_blocks(model, samples, layers=[l.name for l in selected], options=options, stateful=stateful,
                            initial_states=initial_states, program=program):
-        block = tb.block
-        store = result.get(block.layer.name)
-        if store is None:
-            store = result[block.layer.name] = {}
-            steps = _layer_steps(samples, block)
-            shape = (n, steps) + block.positions + (block.layer.units,)
-            for name in value_names(block.layer, options.pre_activation):
-                store[name] = np.full(shape, np.nan, dtype=options.dtype)
-            store["masked"] = np.zeros((n, steps), dtype=bool)
-        rows = [index[s] for s in tb.sequences]
-        for name, value in block.values.items():
-            target = store[name]
-            if target.shape[1] <= int(block.t.max(initial=-1)):
-                raise ValueError("trace_arrays needs samples of equal length; use trace() for ragged input")
-            target[np.ix_(rows, block.t)] = np.moveaxis(value, 1, 0)
-        if block.masked is not None:
-            store["masked"][np.ix_(rows, block.t)] = block.masked.T
+        collected.setdefault(tb.layer.name, []).append(tb)
+    result: dict[str, dict[str, NDArray]] = {}
+    for name, blocks in collected.items():
+        layer = blocks[0].layer
+        lengths: dict[int, int] = {}
+        for tb in blocks:
+            for sample_id in tb.sequences:
+                row = index[sample_id]
+                lengths[row] = max(lengths.get(row, 0), int(tb.block.t.max(initial=-1)) + 1)
+        if len(set(lengths.values())) > 1:
+            raise ValueError("trace_arrays needs samples of equal length; use trace() for ragged input")
+        steps = max(lengths.values(), default=0)
+        shape = (n, steps) + blocks[0].block.positions + (layer.units,)
+        store = {value: np.full(shape, np.nan, dtype=options.dtype) for value in value_names(layer, options.pre_activation)}
+        store["masked"] = np.zeros((n, steps), dtype=bool)
+        for tb in blocks:
+            block = tb.block
+            rows = [index[s] for s in tb.sequences]
+            for value_name, value in block.values.items():
+                store[value_name][np.ix_(rows, block.t)] = np.moveaxis(value, 1, 0)
+            if block.masked is not None:
+                store["masked"][np.ix_(rows, block.t)] = block.masked.T
+        result[name] = store
     return result
-
-
-def _layer_steps(samples, block) -> int:
-    """The steps a layer scans: the longest sample's first-input length, or what the block shows."""
-    lengths = {s.arrays[0].shape[0] for s in samples if s.arrays[0].ndim >= 1}
-    if len(lengths) > 1:
-        raise ValueError("trace_arrays needs samples of equal length; use trace() for ragged input")
-    return max(int(block.t.max(initial=-1)) + 1, max(lengths, default=0))
 
 
 def trace(

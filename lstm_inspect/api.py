@@ -128,7 +128,7 @@ def layer_rows(model: Model) -> list[dict[str, Any]]:
             {
                 "name": spec.name,
                 "class": class_name,
-                "units": source.get("units"),
+                "units": source.get("units", source.get("filters")),
                 "activation": activation_name(source.get("activation")) if "activation" in source.config or recurrent else None,
                 "recurrent_activation": activation_name(source.get("recurrent_activation")) if recurrent else None,
                 "return_sequences": source.get("return_sequences") if recurrent else None,

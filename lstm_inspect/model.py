@@ -595,20 +595,20 @@ def _guessed_recurrent(name, keras_name, guess, named, go_backwards) -> LayerSpe
     return LayerSpec(name=name, class_name=class_name, config=config, keras_name=keras_name)
 
 
-_CLASS_FROM_KEY = {
-    "lstm": "LSTM",
-    "gru": "GRU",
-    "simple_rnn": "SimpleRNN",
-    "dense": "Dense",
-    "embedding": "Embedding",
-    "bidirectional": "Bidirectional",
-    "time_distributed": "TimeDistributed",
-}
+def _class_from_key(base: str) -> str:
+    """The Keras class a Keras 3 weights group is named after (``lstm`` -> LSTM, ``dense`` -> Dense)."""
+    from .kinds import KINDS
+    from .ops import replayed_classes
+
+    for class_name in [name for kind in KINDS for name in kind.keras_classes] + ["Bidirectional"] + replayed_classes():
+        if to_snake_case(class_name) == base:
+            return class_name
+    return "Unknown"
 
 
 def _guess_tree_layer(name: str, key: str, node: H5Group):
     base = re.sub(r"_\d+$", "", key)
-    class_name = _CLASS_FROM_KEY.get(base, "Unknown")
+    class_name = _class_from_key(base)
     if class_name == "Bidirectional":
         children = {}
         named = {}
@@ -625,7 +625,7 @@ def _guess_tree_layer(name: str, key: str, node: H5Group):
                 named[f"{name}/{direction}"] = stored
         spec = LayerSpec(name=name, class_name="Bidirectional", config={"name": name}, keras_name=name, children=children)
         return spec, named
-    if class_name in ("LSTM", "GRU", "SimpleRNN"):
+    if kind_of(class_name) is not None:
         cell = node.children.get("cell")
         stored = {n: a for n, a in zip(_RECURRENT_VARS, cell.vars if cell else [])}
         guess = _infer(stored)

@@ -417,6 +417,7 @@ def keras_layer_rows(model, version: str, prefix: str = "") -> list[dict]:
                 "params": layer.count_params(),
                 "weight_shapes": shapes,
                 "keras_version": version,
+                "initial_state": "zeros" if recurrent else None,  # these models wire no state
             }
         )
     return rows

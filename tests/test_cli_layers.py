@@ -26,7 +26,7 @@ from conftest import (
 
 LAYER_COLUMNS = [
     "name", "class", "units", "activation", "recurrent_activation", "return_sequences", "go_backwards",
-    "stateful", "use_bias", "params", "weight_shapes", "keras_version",
+    "stateful", "use_bias", "params", "weight_shapes", "keras_version", "initial_state",
 ]
 
 ROTATED = [

@@ -215,10 +215,7 @@ class Program:
         self.outputs = tuple(outputs)
         self.output_names = {edge.layer for edge in outputs}
         # Whether any step can be masked (decides the `masked` output column up front).
-        self.may_mask = any(
-            isinstance(op, FeedForwardOp) and (type(op.layer).__name__ == "Masking" or getattr(op.layer, "mask_zero", False))
-            for op in ops
-        )
+        self.may_mask = any(isinstance(op, FeedForwardOp) and op.layer.makes_mask for op in ops)
         self.recurrent: dict[str, RecurrentOp] = {}
         for op in ops:
             if isinstance(op, RecurrentOp):
@@ -613,16 +610,15 @@ class _OpBuilder:
             if shape is None and len(graph.inputs) == 1:
                 shape = graph.input_shape
         first = _first_reader(FEED + name, ops)
-        if isinstance(first, FeedForwardOp) and type(first.layer).__name__ == "Embedding":
-            return InputSpec(name, shape, token_ids=True, vocabulary=int(first.layer.table.shape[0]),
-                             layer_name=first.layer.layer_name)
+        if isinstance(first, FeedForwardOp) and first.layer.token_vocabulary is not None:
+            return InputSpec(name, shape, token_ids=True, vocabulary=first.layer.token_vocabulary, layer_name=first.name)
         if shape is None:
             if isinstance(first, RecurrentOp):
                 shape = (None,) * (1 + first.layer.kind.spatial_rank) + (first.layer.weights.features,)
             elif isinstance(first, BidirectionalOp):
                 shape = (None,) * (1 + first.forward.layer.kind.spatial_rank) + (first.forward.layer.weights.features,)
-            elif isinstance(first, FeedForwardOp) and type(first.layer).__name__ == "Dense":
-                shape = (None, int(first.layer.kernel.shape[0]))
+            elif isinstance(first, FeedForwardOp) and first.layer.input_features() is not None:
+                shape = (None, first.layer.input_features())
         return InputSpec(name, shape)
 
 
@@ -631,7 +627,7 @@ def _first_reader(feed: str, ops: list[GraphOp]) -> GraphOp | None:
     sources = {feed}
     for op in ops:
         if any(edge.layer in sources for edge in op.inputs):
-            if isinstance(op, FeedForwardOp) and type(op.layer).__name__ == "Identity":
+            if isinstance(op, FeedForwardOp) and op.layer.is_identity:
                 sources.add(op.name)
                 continue
             return op

@@ -41,9 +41,16 @@ class Layer:
     """
 
     keeps_mask = True
+    makes_mask = False  # it can mask steps (Masking; Embedding with mask_zero)
+    is_identity = False  # computes nothing at inference (Dropout, noise, InputLayer)
+    token_vocabulary: int | None = None  # reads token ids from a vocabulary of this size (Embedding)
 
     def apply(self, inputs: list[Tensor]) -> list[Tensor]:
         raise NotImplementedError
+
+    def input_features(self) -> int | None:
+        """The width of the last input axis this layer takes, where its weights fix it."""
+        return None
 
     def wrap(self, inputs: Sequence[Tensor], *values: NDArray) -> list[Tensor]:
         """Output tensors for ``values``, carrying the first input's mask when this layer keeps it

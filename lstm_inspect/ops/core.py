@@ -23,6 +23,8 @@ IDENTITIES = (
 
 
 class Identity(Layer):
+    is_identity = True
+
     def apply(self, inputs: list[Tensor]) -> list[Tensor]:
         return [inputs[0]]
 
@@ -45,6 +47,9 @@ class Dense(Layer):
             )
         self.activation = ctx.activation("activation", None)
         self.name = ctx.name
+
+    def input_features(self) -> int | None:
+        return int(self.kernel.shape[0])
 
     def apply(self, inputs: list[Tensor]) -> list[Tensor]:
         x = inputs[0].value
@@ -71,6 +76,8 @@ def build_activation(ctx: BuildContext) -> Layer:
 class Masking(Layer):
     """Steps whose features all equal ``mask_value`` are masked (and zeroed, as Keras does)."""
 
+    makes_mask = True
+
     def __init__(self, mask_value: float) -> None:
         self.mask_value = mask_value
 
@@ -92,6 +99,8 @@ class Embedding(Layer):
 
     def __init__(self, table: NDArray, mask_zero: bool, name: str) -> None:
         self.table, self.mask_zero, self.layer_name = table, mask_zero, name
+        self.makes_mask = mask_zero
+        self.token_vocabulary = int(table.shape[0])
 
     def apply(self, inputs: list[Tensor]) -> list[Tensor]:
         ids = inputs[0].value

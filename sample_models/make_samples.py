@@ -221,6 +221,27 @@ def build_cnn_lstm() -> None:
     _save_csv("cnn_lstm", np.round(rng.normal(size=(12, 2)), 4), ["x0", "x1"])
 
 
+def build_lambda() -> None:
+    """A Lambda (x / 10) in front of an LSTM: lstm-inspect never runs a Lambda's code, and the README
+    shows how to get past it with --from."""
+    import keras
+    from keras import layers
+
+    model = keras.Sequential(
+        [
+            keras.Input((None, 2)),
+            layers.Lambda(lambda x: x / 10.0, name="scale"),
+            layers.LSTM(4, name="lstm"),
+            layers.Dense(1, name="out"),
+        ],
+        name="lambda_scaled",
+    )
+    _randomise(model, seed=71)
+    model.save(os.path.join(HERE, "lambda_scaled.keras"))
+    rng = np.random.default_rng(71)
+    _save_csv("lambda_scaled", np.round(rng.normal(0, 10, size=(6, 2)), 1), ["a", "b"])
+
+
 BUILDERS = {
     "keras3": lambda: build_keras3(),
     "gru": lambda: build_gru(),
@@ -228,6 +249,7 @@ BUILDERS = {
     "seq2seq": lambda: build_seq2seq(),
     "conv_lstm": lambda: build_conv_lstm(),
     "cnn_lstm": lambda: build_cnn_lstm(),
+    "lambda": lambda: build_lambda(),
 }
 
 

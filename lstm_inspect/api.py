@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .engine import ReplayOptions, compile_model, value_names
+from .feeding import plan_feed
 from .inputs import CsvOptions, InputSequence, read_input
 from .errors import InputDataError
 from .model import Model, load_model
@@ -150,7 +151,7 @@ def trace_arrays(
     layers: Sequence[str] | None = None,
     *,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
 ) -> dict[str, dict[str, NDArray]]:
     """Per recurrent layer, each recorded value as an (N, T, U) array in input-row order.
@@ -158,17 +159,24 @@ def trace_arrays(
     For a go_backwards layer, index ``t`` is still the input row consumed at
     that step (the arrays are flipped back from processing order).  Also
     holds ``"masked"`` (N, T) booleans.  All sequences must have the same length.
+    ``stateful`` None follows the model: a stateful model with a fixed batch
+    shape is fed as Keras' ``predict`` feeds it, and N counts its chains.
     """
     options = options or ReplayOptions()
-    sequences = _model_sequences(model, x, options)
-    lengths = {s.values.shape[0] for s in sequences}
+    feed = plan_feed(model, _model_sequences(model, x, options), stateful=stateful)
+    if feed.chains:
+        ids = list(range(feed.chain_count))
+        lengths = {sum(s.values.shape[0] for s in feed.chain(c)) for c in ids}
+    else:
+        ids = [s.id for s in feed.samples]
+        lengths = {s.values.shape[0] for s in feed.samples}
     if len(lengths) != 1:
         raise ValueError("trace_arrays needs sequences of equal length; use trace() for ragged input")
     steps = lengths.pop()
-    n = len(sequences)
+    n = len(ids)
     result: dict[str, dict[str, NDArray]] = {}
-    index = {s.id: i for i, s in enumerate(sequences)}
-    for tb in trace_blocks(model, sequences, layers=layers, options=options, stateful=stateful, initial_states=initial_states):
+    index = {name: i for i, name in enumerate(ids)}
+    for tb in trace_blocks(model, feed, layers=layers, options=options, initial_states=initial_states):
         block = tb.block
         store = result.get(block.layer.name)
         if store is None:
@@ -191,7 +199,7 @@ def trace(
     *,
     wide: bool = False,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
     gates: Sequence[str] | None = None,
     units: Sequence[int] | None = None,
@@ -205,8 +213,8 @@ def trace(
     selected = model.select_recurrent(layers)
     program = compile_model(model, options, upto=[layer.name for layer in selected])
     spec = trace_columns(selected, gates=gates, pre_activation=options.pre_activation, masked=program.may_mask, units=units)
-    sequences = _model_sequences(model, x, options)
-    blocks = trace_blocks(model, sequences, layers=[l.name for l in selected], options=options, stateful=stateful,
+    feed = plan_feed(model, _model_sequences(model, x, options), stateful=stateful)
+    blocks = trace_blocks(model, feed, layers=[l.name for l in selected], options=options,
                           initial_states=initial_states, program=program)
     make = wide_blocks(blocks, selected, spec, options.dtype) if wide else long_blocks(blocks, spec, options.dtype)
     frames = []
@@ -223,9 +231,14 @@ def predict(
     x: Any,
     *,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
 ) -> NDArray | list[NDArray]:
-    """The model's output for ``x``, computed in NumPy (one array per model output)."""
+    """The model's output for ``x``, computed in NumPy (one array per model output).
+
+    ``stateful`` None follows the model: a stateful model with a fixed batch
+    shape (B, T, F) gives one row per sample of T steps, as
+    ``model.predict(x, batch_size=B)`` does.
+    """
     options = options or ReplayOptions()
     sequences = _model_sequences(model, x, options)
     outputs: list[list[NDArray]] = []
@@ -247,7 +260,7 @@ def gate_stats(
     sort: str = "unit",
     top: int | None = None,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
 ):
     """Per layer, value and unit: steps, mean, std, min, max and saturation, as a pandas DataFrame.
@@ -279,7 +292,7 @@ def draw(
     units: Sequence[int] | None = None,
     sequence: str | None = None,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
 ):
     """A matplotlib Figure: ``heatmap`` (one sequence, values × layers) or ``saturation`` (all sequences)."""
@@ -313,7 +326,7 @@ def plot_trace(
     units: Sequence[int] | None = None,
     sequence: str | None = None,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
     dpi: float = 100,
 ):
@@ -338,7 +351,7 @@ def plot_saturation(
     *,
     layers: Sequence[str] | None = None,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
     dpi: float = 100,
 ):

@@ -9,14 +9,15 @@ sequence streams straight through, one chunk of steps at a time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .engine import Program, ReplayOptions, StepBlock, compile_model
-from .errors import ModelFileError, UsageProblem
+from .errors import ModelFileError
+from .feeding import Feed, check_features, check_state_rows, plan_feed
 from .inputs import InputSequence
 from .model import Model, RecurrentLayer
 
@@ -37,30 +38,37 @@ class TraceBlock:
 
 def trace_blocks(
     model: Model,
-    sequences: Sequence[InputSequence],
+    sequences: Sequence[InputSequence] | Feed,
     *,
     layers: Sequence[str] | None = None,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
     program: Program | None = None,
 ) -> Iterator[TraceBlock]:
     """Replay each input sequence and yield the recorded steps of the selected layers.
 
     ``layers`` names recurrent layers (a Bidirectional's name selects both
-    directions); all when empty.  With ``stateful``, each sequence starts
-    from the state the previous one ended in, as a stateful Keras model fed
-    the sequences in order; otherwise every sequence starts from
-    ``initial_states`` (or zeros).
+    directions); all when empty.  ``sequences`` is planned with
+    :func:`feeding.plan_feed` (``stateful`` None follows the model), or is a
+    :class:`Feed` already planned.  Without state, every sequence starts from
+    ``initial_states`` (or zeros); with ``stateful``, each starts from the
+    state the previous one ended in.  A stateful model fed by its batch shape
+    yields each chain of samples as one sequence: ``sequences`` holds the
+    chain number and ``t`` counts the chain's input rows.
     """
+    feed = sequences if isinstance(sequences, Feed) else plan_feed(model, sequences, stateful=stateful)
     selected = [layer.name for layer in model.select_recurrent(layers)]
     program = program or compile_model(model, options, upto=selected)
-    program.input_spec.check(sequences)
-    width = _values_per_step(model, selected, program.options)
+    _check_input(program, feed.samples)
     states = dict(initial_states or {})
-    _check_state_rows(states, len(sequences), stateful)
+    check_state_rows(states, feed)
+    if feed.chains:
+        yield from _trace_chains(model, feed, selected, program, states)
+        return
+    width = _values_per_step(model, selected, program.options)
     start = 0
-    for batch in _batches(sequences, stateful, width, np.dtype(program.options.dtype).itemsize):
+    for batch in _batches(feed.samples, feed.stateful, width, np.dtype(program.options.dtype).itemsize):
         x = _stack(batch)
         ids = [s.id for s in batch]
         run = program.run(x, trace=selected, states=_broadcast(states, start, len(batch)), stop_after=selected)
@@ -73,8 +81,84 @@ def trace_blocks(
             for n, seq_id in enumerate(ids):
                 for block in collected:
                     yield TraceBlock([seq_id], _select_sequence(block, n))
-        if stateful:
+        if feed.stateful:
             states = run.final_states
+
+
+def _trace_chains(model: Model, feed: Feed, selected: list[str], program: Program,
+                  states: Mapping[str, Sequence[NDArray]]) -> Iterator[TraceBlock]:
+    """Each chain of a stateful model's samples as one sequence in time.
+
+    The chains of a batch never meet (Keras steps the rows of a batch side by
+    side), so each is replayed on its own: sample by sample, the state
+    carried, ``t`` shifted by the rows before.  Where the model computes the
+    same from the whole chain at once (only per-step layers and forward,
+    stateful recurrent layers up to the traced ones), the chain is replayed
+    as one sequence, which streams a long input in chunks.
+    """
+    whole = _chain_is_one_sequence(model, selected)
+    carried = _stateful_names(model)
+    for number in range(feed.chain_count):
+        samples = feed.chain(number)
+        initial = _broadcast(states, number, 1)
+        start = initial
+        if whole:
+            x = samples[0].values[None] if len(samples) == 1 else np.concatenate([s.values for s in samples])[None]
+            for block in program.run(x, trace=selected, states=start, stop_after=selected):
+                yield TraceBlock([number], block)
+            continue
+        offset = 0
+        for sample in samples:
+            run = program.run(sample.values[None], trace=selected, states=start, stop_after=selected)
+            for block in run:
+                yield TraceBlock([number], replace(block, t=block.t + offset))
+            offset += sample.values.shape[0]
+            start = _carry(run.final_states, initial, carried)
+
+
+def _stateful_names(model: Model) -> set[str]:
+    """The recurrent layers whose state Keras keeps from one batch to the next."""
+    return {layer.name for layer in model.recurrent_layers() if layer.stateful}
+
+
+def _carry(final: Mapping[str, list[NDArray]], initial: Mapping[str, Sequence[NDArray]],
+           carried: set[str]) -> dict[str, Sequence[NDArray]]:
+    """The states the next sample starts from: carried for stateful layers, the initial ones for the rest."""
+    start = {name: arrays for name, arrays in initial.items() if name not in carried}
+    start.update({name: arrays for name, arrays in final.items() if name in carried})
+    return start
+
+
+# Layers that act on each step alone: a chain's samples put end to end give them the same input.
+_PER_STEP = {"InputLayer", "Dense", "Activation", "Dropout", "SpatialDropout1D", "GaussianNoise",
+             "GaussianDropout", "AlphaDropout", "ActivityRegularization", "LayerNormalization",
+             "BatchNormalization", "TimeDistributed"}
+
+
+def _chain_is_one_sequence(model: Model, selected: Sequence[str]) -> bool:
+    """Whether replaying a chain's samples end to end computes what feeding them one by one does."""
+    wanted = {model.recurrent_layer(name).wrapper or name for name in selected}
+    last = max(k for k, spec in enumerate(model.graph.layers) if spec.name in wanted)
+    for spec in model.graph.layers[: last + 1]:
+        if spec.is_recurrent:
+            if not spec.get("stateful") or spec.get("go_backwards") or len(spec.inbound) > 1:
+                return False
+        elif spec.class_name == "Embedding":
+            if spec.get("mask_zero"):
+                return False
+        elif spec.class_name not in _PER_STEP or spec.container:
+            return False
+        elif spec.class_name == "TimeDistributed":
+            inner = list(spec.children.values())
+            if any(child.class_name not in _PER_STEP for child in inner):
+                return False
+    return True
+
+
+def _check_input(program: Program, samples: Sequence[InputSequence]) -> None:
+    spec = program.input_spec
+    check_features(spec.features, spec.token_ids, samples)
+    spec.check(samples)
 
 
 def _stack(batch: Sequence[InputSequence]) -> NDArray:
@@ -91,21 +175,6 @@ def _select_sequence(block: StepBlock, n: int) -> StepBlock:
         {name: value[:, n : n + 1] for name, value in block.values.items()},
         None if block.masked is None else block.masked[:, n : n + 1],
     )
-
-
-def _check_state_rows(states: Mapping[str, Sequence[NDArray]], total: int, stateful: bool) -> None:
-    """Initial states are (U,) or (1, U) for every sequence, or (N, U) one row per sequence:
-    checked against the whole input before anything is replayed or written."""
-    for name, arrays in states.items():
-        for array in arrays:
-            rows = np.shape(array)[0] if np.ndim(array) == 2 else 1
-            if rows == 1:
-                continue
-            if stateful:
-                raise UsageProblem(f"initial state for '{name}' has {rows} rows; with --stateful it is one row "
-                                   "(the state before the first sequence)")
-            if rows != total:
-                raise UsageProblem(f"initial state for '{name}' has {rows} rows; the input has {total} sequence(s)")
 
 
 def _broadcast(states: Mapping[str, Sequence[NDArray]], start: int, n: int) -> dict[str, list[NDArray]]:
@@ -155,26 +224,66 @@ def _batches(sequences: Sequence[InputSequence], stateful: bool, width: int, ite
 
 def predict_batches(
     model: Model,
-    sequences: Sequence[InputSequence],
+    sequences: Sequence[InputSequence] | Feed,
     *,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
 ) -> Iterator[tuple[list, list[NDArray]]]:
-    """The model's outputs per batch of sequences: (ids, [output arrays])."""
+    """The model's outputs per batch of samples: (ids, [output arrays]).
+
+    Planned as :func:`trace_blocks` plans; a stateful model fed by its batch
+    shape gives one row per sample, as ``model.predict(x, batch_size=B)``.
+    """
     if not model.graph.outputs:
         raise ModelFileError(f"{model.label}: the model config names no output layer, so there is nothing to predict")
+    feed = sequences if isinstance(sequences, Feed) else plan_feed(model, sequences, stateful=stateful)
     program = compile_model(model, options)
-    program.input_spec.check(sequences)
+    _check_input(program, feed.samples)
     states = dict(initial_states or {})
-    _check_state_rows(states, len(sequences), stateful)
+    check_state_rows(states, feed)
+    if feed.chains:
+        yield from _predict_chained(program, feed, states)
+        return
     start = 0
-    for batch in _batches(sequences, stateful, 1, 1):
+    for batch in _batches(feed.samples, feed.stateful, 1, 1):
         x = _stack(batch)
         run = program.run(x, trace=[], states=_broadcast(states, start, len(batch)))
         start += len(batch)
         for _ in run:
             pass
         yield [s.id for s in batch], run.outputs
-        if stateful:
+        if feed.stateful:
             states = run.final_states
+
+
+def _predict_chained(program: Program, feed: Feed, states: Mapping[str, Sequence[NDArray]]):
+    """Keras' batches of B samples; row i of each batch continues row i of the one before."""
+    initial = _broadcast(states, 0, feed.chain_count)
+    carried = _stateful_names(program.model)
+    states = initial
+    for batch in feed.batches():
+        rows = len(batch)
+        if len({s.values.shape[0] for s in batch}) == 1:
+            run = program.run(_stack(batch), trace=[], states=_rows(states, 0, rows))
+            for _ in run:
+                pass
+            outputs, states = run.outputs, run.final_states
+        else:  # a shorter last sample: its row on its own
+            parts, finals = [], []
+            for row, sample in enumerate(batch):
+                run = program.run(sample.values[None], trace=[], states=_rows(states, row, 1))
+                for _ in run:
+                    pass
+                parts.append(run.outputs)
+                finals.append(run.final_states)
+            outputs = [np.concatenate([part[k] for part in parts]) for k in range(len(parts[0]))]
+            states = {name: [np.concatenate([f[name][k] for f in finals]) for k in range(len(finals[0][name]))]
+                      for name in finals[0]}
+        states = _carry(states, initial, carried)
+        yield [s.id for s in batch], outputs
+
+
+def _rows(states: Mapping[str, Sequence[NDArray]], start: int, count: int) -> dict[str, list[NDArray]]:
+    """Rows ``start`` .. ``start + count - 1`` of per-row states ((U,) states stand for every row)."""
+    return {name: [a[start : start + count] if np.ndim(a) == 2 else a for a in arrays] for name, arrays in states.items()}

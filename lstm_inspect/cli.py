@@ -385,6 +385,8 @@ def verify(model_path, input_path, tolerance, fmt, output, **input_kw) -> None:
     _emit(fmt, output, columns, [block] if rows else [], [model_path, input_path, input_kw["initial_state"]],
           table=lambda console: _views().render_layers(rows, console, verifying.summary(result)))
     click.echo(verifying.summary(result), err=True)
+    if result.drifts:
+        click.echo(verifying.DRIFT_MEANING, err=True)
     if result.mismatches:
         raise VerifyMismatch()
 
@@ -706,8 +708,8 @@ def _run(args: list[str], debug: bool) -> int:
         else:
             click.echo(f"lstm-inspect: error: {_one_line(exc)}", err=True)
         return ExitStatus.ERROR if exc.exit_code in (1, 2) else exc.exit_code
-    except click.exceptions.Abort:  # Click's own Ctrl-C (outside the main thread's handler)
-        return _interrupted(2, [])
+    except click.exceptions.Abort as exc:  # Click's own Ctrl-C (outside the main thread's handler)
+        return _interrupted(2, getattr(exc.__cause__, "discarded", []))
     except LstmInspectError as exc:
         click.echo(f"lstm-inspect: error: {exc}", err=True)
         return ExitStatus.ERROR
@@ -716,8 +718,8 @@ def _run(args: list[str], debug: bool) -> int:
     except (BrokenPipeError, PipeClosed):
         _silence_stdout()
         return ExitStatus.OK
-    except KeyboardInterrupt:
-        return _interrupted(2, [])
+    except KeyboardInterrupt as exc:
+        return _interrupted(2, getattr(exc, "discarded", []))
     except MemoryError:
         click.echo("lstm-inspect: error: out of memory (try a shorter input or --layer)", err=True)
         return ExitStatus.ERROR

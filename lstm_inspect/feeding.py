@@ -19,7 +19,7 @@ with a warning naming both lengths.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -46,6 +46,16 @@ class Feed:
     batch_size: int = 1
     chains: bool = False
     timesteps: int | None = None  # T of the model's batch shape, when the plan follows it
+    note: str | None = None  # the plan, in one line, for the user (see :meth:`announce`)
+    warning: str | None = None  # the input's length against the model's (see :meth:`announce`)
+
+    def announce(self, model: Model) -> None:
+        """Report the plan's note and warning: after the input has passed its checks, so that
+        an input error stays the only line on stderr."""
+        if self.warning:
+            model.warn(self.warning)
+        if self.note:
+            note(self.note)
 
     @property
     def chain_count(self) -> int:
@@ -95,8 +105,7 @@ def plan_feed(
     shape = stateful_batch_shape(model)
     if stateful is None and sequence_length is None and shape is not None:
         return _keras_feed(model, list(sequences), *shape)
-    warn_about_lengths(model, sequences)
-    return Feed(list(sequences), stateful=bool(stateful))
+    return Feed(list(sequences), stateful=bool(stateful), warning=length_warning(model, sequences))
 
 
 def _keras_feed(model: Model, sequences: list[InputSequence], batch: int, steps: int | None) -> Feed:
@@ -108,8 +117,7 @@ def _keras_feed(model: Model, sequences: list[InputSequence], batch: int, steps:
         pieces = [s.values[k : k + steps] for s in sequences for k in range(0, s.values.shape[0], steps)]
         samples = [InputSequence(index, values) for index, values in enumerate(pieces)]
     feed = Feed(samples, stateful=True, batch_size=batch, chains=True, timesteps=steps)
-    note(_plan_note(model, feed, rows))
-    return feed
+    return replace(feed, note=_plan_note(model, feed, rows))
 
 
 def _plan_note(model: Model, feed: Feed, rows: int) -> str:
@@ -132,18 +140,18 @@ def _plan_note(model: Model, feed: Feed, rows: int) -> str:
     return text + " (--no-stateful: each sample from zeros)"
 
 
-def warn_about_lengths(model: Model, sequences: Sequence[InputSequence]) -> None:
+def length_warning(model: Model, sequences: Sequence[InputSequence]) -> str | None:
     """A one-line warning when the input's length differs from the steps the input layer fixes."""
     shape = model.graph.input_shape
     steps = shape[0] if shape and len(shape) >= 1 else None
     if not steps:
-        return
+        return None
     lengths = sorted({s.values.shape[0] for s in sequences})
     if lengths == [steps]:
-        return
+        return None
     given = f"{lengths[0]}" if len(lengths) == 1 else f"{lengths[0]} to {lengths[-1]}"
-    model.warn(f"the model's input layer fixes {steps} steps; the input has {given} steps per sequence "
-               "(replayed as given: the recurrence does not depend on the length)")
+    return (f"the model's input layer fixes {steps} steps; the input has {given} steps per sequence "
+            "(replayed as given: the recurrence does not depend on the length)")
 
 
 def check_state_rows(states, feed: Feed) -> None:

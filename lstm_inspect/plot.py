@@ -23,6 +23,7 @@ open windows) is touched.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any, BinaryIO, Mapping, Sequence
 
 import numpy as np
@@ -114,9 +115,9 @@ def collect_sequence(
     if feed.chains:
         replay = feed
     elif feed.stateful:
-        replay = Feed(feed.samples[: position + 1], stateful=True)
+        replay = replace(feed, samples=feed.samples[: position + 1])
     else:
-        replay = Feed([feed.samples[position]])
+        replay = replace(feed, samples=[feed.samples[position]])
     parts: dict[str, tuple[list, dict[str, list]]] = {}
     for tb in trace_blocks(model, replay, layers=[layer.name for layer in layers], options=options,
                            initial_states=initial_states):

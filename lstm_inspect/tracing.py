@@ -60,7 +60,7 @@ def trace_blocks(
     feed = sequences if isinstance(sequences, Feed) else plan_feed(model, sequences, stateful=stateful)
     selected = [layer.name for layer in model.select_recurrent(layers)]
     program = program or compile_model(model, options, upto=selected)
-    _check_input(program, feed.samples)
+    _check_input(program, feed)
     states = dict(initial_states or {})
     check_state_rows(states, feed)
     if feed.chains:
@@ -155,10 +155,12 @@ def _chain_is_one_sequence(model: Model, selected: Sequence[str]) -> bool:
     return True
 
 
-def _check_input(program: Program, samples: Sequence[InputSequence]) -> None:
+def _check_input(program: Program, feed: Feed) -> None:
+    """The input fits the model (or one line says what to change); then the feed's note."""
     spec = program.input_spec
-    check_features(spec.features, spec.token_ids, samples)
-    spec.check(samples)
+    check_features(spec.features, spec.token_ids, feed.samples)
+    spec.check(feed.samples)
+    feed.announce(program.model)
 
 
 def _stack(batch: Sequence[InputSequence]) -> NDArray:
@@ -239,7 +241,7 @@ def predict_batches(
         raise ModelFileError(f"{model.label}: the model config names no output layer, so there is nothing to predict")
     feed = sequences if isinstance(sequences, Feed) else plan_feed(model, sequences, stateful=stateful)
     program = compile_model(model, options)
-    _check_input(program, feed.samples)
+    _check_input(program, feed)
     states = dict(initial_states or {})
     check_state_rows(states, feed)
     if feed.chains:

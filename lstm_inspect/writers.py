@@ -77,8 +77,8 @@ def open_output(path: str | None, protect: Sequence[str] = ()) -> Iterator[Binar
         with os.fdopen(fd, "wb") as handle:
             try:
                 yield handle
-            except Interrupted as stopped:  # removed below; the CLI names the file
-                stopped.discarded.append(path)
+            except (Interrupted, KeyboardInterrupt) as stopped:  # removed below; the CLI names the file
+                stopped.discarded = [*getattr(stopped, "discarded", []), path]
                 raise
         if os.path.exists(target):
             try:

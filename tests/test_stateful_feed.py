@@ -201,6 +201,32 @@ def test_batch_of_two_predict_equals_keras(tmp_path, batch_two, rows):
             assert "the last batch holds 1 of 2" in note
 
 
+def test_short_last_sample_predict_equals_keras(tmp_path, two_chains):
+    """14 rows: samples of 3, 3, 3, 3 and a last one of 2 steps continuing chain 0.  Keras' answer
+    for it comes from the same model rebuilt with an open time axis, fed batch after batch."""
+    backend, kind, K, L, model, paths = two_chains
+    x = np.random.default_rng(30).normal(size=(14, 2)).astype("float32")
+    data = write_rows(tmp_path / "rows.csv", x)
+    config = model.get_config()
+    for layer in config["layers"]:
+        for key in ("batch_shape", "batch_input_shape"):
+            if key in layer["config"]:
+                layer["config"][key] = [2, None, 2]
+    open_axis = type(model).from_config(config)
+    open_axis.set_weights(model.get_weights())
+    reset_states(open_axis)
+    full = open_axis.predict(x[:12].reshape(4, 3, 2), batch_size=2, verbose=0)
+    last = open_axis.predict(np.stack([x[12:], np.zeros((2, 2), "float32")]), batch_size=2, verbose=0)[:1]
+    expected = np.concatenate([full, last])
+    for path in paths:
+        result = invoke("predict", path, data, "--format", "csv")
+        assert result.exit_code == 0, result.stderr
+        frame = read_csv(result.stdout)
+        assert frame["sequence"].tolist() == [0, 1, 2, 3, 4]
+        np.testing.assert_allclose(y_columns(frame), expected, atol=TOL)
+        assert "the last sample has 2 step(s)" in result.stderr and "the last batch holds 1 of 2" in result.stderr
+
+
 def test_batch_of_two_trace_shows_each_chain_as_one_sequence(tmp_path, batch_two):
     backend, kind, K, L, model, paths = batch_two
     x = np.random.default_rng(25).normal(size=(18, 2)).astype("float32")  # 6 samples: 3 per chain

@@ -150,8 +150,9 @@ def length_warning(model: Model, sequences: Sequence[InputSequence]) -> str | No
     if lengths == [steps]:
         return None
     given = f"{lengths[0]}" if len(lengths) == 1 else f"{lengths[0]} to {lengths[-1]}"
-    return (f"the model's input layer fixes {steps} steps; the input has {given} steps per sequence "
-            "(replayed as given: the recurrence does not depend on the length)")
+    return (f"the model's input layer fixes {steps} step{'s' if steps != 1 else ''}; the input has {given} "
+            f"step{'s' if lengths != [1] else ''} per sequence (replayed as given: the recurrence does not depend "
+            "on the length)")
 
 
 def check_state_rows(states, feed: Feed) -> None:

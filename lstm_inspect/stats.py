@@ -44,10 +44,10 @@ from numpy.typing import NDArray
 
 from .engine import ReplayOptions, value_names
 from .errors import UsageProblem
+from .feeding import Feed
 from .frames import Block
 from .inputs import InputSequence
 from .model import Model, RecurrentLayer
-from .feeding import Feed
 from .selection import check_gates
 from .tracing import TraceBlock, trace_blocks
 

@@ -11,6 +11,8 @@ a whole chain.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 from conftest import SAMPLES, keras_module, randomise
@@ -113,10 +115,9 @@ def test_sample_no_stateful_replays_the_rows_as_one_sequence_from_zeros(tmp_path
     data = write_rows(tmp_path / "five.csv", x, ["value"])
     result = invoke("predict", SAMPLES / "stateful_lstm.keras", data, "--no-stateful", "--format", "csv")
     assert result.exit_code == 0, result.stderr
-    assert result.stderr.splitlines() == [
-        "lstm-inspect: warning: the model's input layer fixes 1 steps; the input has 5 steps per sequence "
-        "(replayed as given: the recurrence does not depend on the length)"
-    ]
+    warning = ("lstm-inspect: warning: the model's input layer fixes 1 step; the input has 5 steps per sequence "
+               "(replayed as given: the recurrence does not depend on the length)")
+    assert result.stderr.splitlines() == [warning]
     hidden = sequence_twin(keras, keras.layers, sample_keras, "lstm").predict(x[None], verbose=0)[0, -1]
     kernel, bias = sample_keras.get_layer("head").get_weights()
     logits = hidden @ kernel + bias
@@ -155,7 +156,17 @@ def _mixed(K, L):
     return K.Model(inputs, L.Dense(2, name="head")(last))
 
 
-def _build(backend, kind, tmp_path_factory):
+@dataclass
+class Built:
+    backend: str
+    kind: str
+    K: object  # keras or tf_keras
+    L: object  # its layers module
+    model: object
+    paths: list
+
+
+def _build(backend, kind, tmp_path_factory) -> Built:
     K, L = keras_module(backend)
     model = {"two_chains": _two_chains, "mixed": _mixed}[kind](K, L)
     randomise(model, seed=5)
@@ -163,7 +174,7 @@ def _build(backend, kind, tmp_path_factory):
     paths = [folder / "model.h5"] + ([folder / "model.keras"] if backend == "keras3" else [])
     for path in paths:
         model.save(path)
-    return backend, kind, K, L, model, paths
+    return Built(backend, kind, K, L, model, paths)
 
 
 @pytest.fixture(scope="module", params=[(b, k) for b in BACKENDS for k in ("two_chains", "mixed")],
@@ -184,7 +195,8 @@ def mixed(request, tmp_path_factory):
 
 @pytest.mark.parametrize("rows", [12, 15], ids=["two-full-batches", "last-batch-half"])
 def test_batch_of_two_predict_equals_keras(tmp_path, batch_two, rows):
-    backend, kind, K, L, model, paths = batch_two
+    built = batch_two
+    model, paths = built.model, built.paths
     x = np.random.default_rng(24).normal(size=(rows, 2)).astype("float32")
     data = write_rows(tmp_path / "rows.csv", x)
     samples = x.reshape(-1, 3, 2)
@@ -204,7 +216,8 @@ def test_batch_of_two_predict_equals_keras(tmp_path, batch_two, rows):
 def test_short_last_sample_predict_equals_keras(tmp_path, two_chains):
     """14 rows: samples of 3, 3, 3, 3 and a last one of 2 steps continuing chain 0.  Keras' answer
     for it comes from the same model rebuilt with an open time axis, fed batch after batch."""
-    backend, kind, K, L, model, paths = two_chains
+    built = two_chains
+    model, paths = built.model, built.paths
     x = np.random.default_rng(30).normal(size=(14, 2)).astype("float32")
     data = write_rows(tmp_path / "rows.csv", x)
     config = model.get_config()
@@ -228,7 +241,9 @@ def test_short_last_sample_predict_equals_keras(tmp_path, two_chains):
 
 
 def test_batch_of_two_trace_shows_each_chain_as_one_sequence(tmp_path, batch_two):
-    backend, kind, K, L, model, paths = batch_two
+    built = batch_two
+    K, L, model, paths = built.K, built.L, built.model, built.paths
+    kind = built.kind
     x = np.random.default_rng(25).normal(size=(18, 2)).astype("float32")  # 6 samples: 3 per chain
     data = write_rows(tmp_path / "rows.csv", x)
     samples = x.reshape(6, 3, 2)
@@ -250,7 +265,8 @@ def test_batch_of_two_trace_shows_each_chain_as_one_sequence(tmp_path, batch_two
 def test_trace_of_a_layer_keras_resets_every_batch(tmp_path, mixed):
     """The non-stateful go_backwards LSTM after the stateful GRU: each sample on its own from
     zeros, read backwards; the chain's t still counts its input rows."""
-    backend, kind, K, L, model, paths = mixed
+    built = mixed
+    K, L, model, paths = built.K, built.L, built.model, built.paths
     x = np.random.default_rng(29).normal(size=(12, 2)).astype("float32")  # 4 samples, 2 per chain
     data = write_rows(tmp_path / "rows.csv", x)
     samples = x.reshape(4, 3, 2)
@@ -269,7 +285,8 @@ def test_trace_of_a_layer_keras_resets_every_batch(tmp_path, mixed):
 
 
 def test_batch_of_two_verify_matches_keras(tmp_path, batch_two):
-    backend, kind, K, L, model, paths = batch_two
+    built = batch_two
+    paths = built.paths
     x = np.random.default_rng(26).normal(size=(12, 2)).astype("float32")
     data = write_rows(tmp_path / "rows.csv", x)
     for path in paths:
@@ -283,7 +300,8 @@ def test_verify_short_last_sample(tmp_path, two_chains):
     """14 rows: samples of 3, 3, 3, 3 and a last one of 2, alone in its batch: Keras runs it (the
     model rebuilt with an open time axis).  17 rows: the 2-step sample shares a batch with a 3-step
     one, which Keras cannot run as one batch: one line, exit 2."""
-    backend, kind, K, L, model, paths = two_chains
+    built = two_chains
+    paths = built.paths
     data = write_rows(tmp_path / "rows.csv", np.random.default_rng(28).normal(size=(14, 2)).astype("float32"))
     result = invoke("verify", paths[0], data, "--format", "csv")
     assert result.exit_code == 0, result.stderr

@@ -24,7 +24,7 @@ from .engine import ReplayOptions, compile_model, value_names
 from .inputs import CsvOptions, InputSequence, read_input
 from .errors import InputDataError
 from .model import Model, load_model
-from .tracing import predict_batches, samples_for, trace_blocks
+from .tracing import plan_inputs, predict_batches, trace_blocks
 from .weights import GateBlock, label_weights
 from .export import ExportedWeights, export_weights
 from . import _API
@@ -191,7 +191,7 @@ def trace_arrays(
     layers: Sequence[str] | None = None,
     *,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
     start: str | None = None,
 ) -> dict[str, dict[str, NDArray]]:
@@ -201,17 +201,20 @@ def trace_arrays(
     For a go_backwards layer, index ``t`` is still the input row consumed at
     that step (the arrays are flipped back from processing order).  Also
     holds ``"masked"`` (N, T) booleans.  All samples must have the same length.
+    ``stateful`` None follows the model: a stateful model with a fixed batch
+    shape is fed as Keras' ``predict`` feeds it, and N counts its chains.
     ``start`` feeds ``x`` to that layer (``--from``).
     """
     options = options or ReplayOptions()
     sequences = _model_sequences(model, x, options, start)
     selected = model.select_recurrent(layers)
     program = compile_model(model, options, upto=[layer.name for layer in selected], start=start)
-    samples = samples_for(program, sequences)
-    index = {s.id: i for i, s in enumerate(samples)}
-    n = len(samples)
+    feed = plan_inputs(model, program, sequences, stateful)
+    ids = list(range(feed.chain_count)) if feed.chains else [s.id for s in feed.samples]
+    index = {name: i for i, name in enumerate(ids)}
+    n = len(ids)
     collected: dict[str, list] = {}
-    for tb in trace_blocks(model, samples, layers=[l.name for l in selected], options=options, stateful=stateful,
+    for tb in trace_blocks(model, feed, layers=[l.name for l in selected], options=options,
                            initial_states=initial_states, program=program):
         collected.setdefault(tb.layer.name, []).append(tb)
     result: dict[str, dict[str, NDArray]] = {}
@@ -246,7 +249,7 @@ def trace(
     *,
     wide: bool = False,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
     gates: Sequence[str] | None = None,
     units: Sequence[int] | None = None,
@@ -287,7 +290,7 @@ def predict(
     x: Any,
     *,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
     start: str | None = None,
 ) -> NDArray | list[NDArray]:
@@ -296,6 +299,9 @@ def predict(
     ``x``: one input (array, path or sequences), or, for a model with several
     inputs, a list of them in the model's input order or a dict by input name.
     ``start`` feeds ``x`` to that layer instead of the model's input (``--from``).
+    ``stateful`` None follows the model: a stateful model with a fixed batch
+    shape (B, T, F) gives one row per sample of T steps, as
+    ``model.predict(x, batch_size=B)`` does.
     """
     options = options or ReplayOptions()
     sequences = _model_sequences(model, x, options, start)
@@ -319,7 +325,7 @@ def gate_stats(
     sort: str = "unit",
     top: int | None = None,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
     start: str | None = None,
 ):
@@ -352,7 +358,7 @@ def draw(
     units: Sequence[int] | None = None,
     sequence: str | None = None,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
 ):
     """A matplotlib Figure: ``heatmap`` (one sequence, values × layers) or ``saturation`` (all sequences)."""
@@ -386,7 +392,7 @@ def plot_trace(
     units: Sequence[int] | None = None,
     sequence: str | None = None,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
     dpi: float = 100,
 ):
@@ -411,7 +417,7 @@ def plot_saturation(
     *,
     layers: Sequence[str] | None = None,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
     dpi: float = 100,
 ):

@@ -23,6 +23,7 @@ open windows) is touched.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any, BinaryIO, Mapping, Sequence
 
 import numpy as np
@@ -34,6 +35,7 @@ from .errors import UsageProblem
 from .inputs import InputSequence
 from .model import Model, RecurrentLayer
 from .stats import ACTIVATION_RANGE, LEFT_THRESHOLD, RIGHT_THRESHOLD, GateStats, value_activation
+from .feeding import Feed
 from .tracing import trace_blocks
 
 PLOT_FORMATS = ("png", "svg", "pdf")
@@ -84,40 +86,45 @@ def save_figure(figure, stream: BinaryIO, fmt: str, dpi: float = 100) -> None:
 
 def collect_sequence(
     model: Model,
-    sequences: Sequence[InputSequence],
+    sequences: Sequence[InputSequence] | Feed,
     layers: Sequence[RecurrentLayer],
     *,
     sequence: str | None = None,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
 ) -> tuple[object, dict[str, tuple[NDArray, dict[str, NDArray]]]]:
     """Trace one sequence (``sequence`` is its id as text; the first when None).
 
     Returns (id, {layer: (t (T,), {value: (T, U)})}) with steps in input-row
-    order.  Only that sequence is replayed, unless ``stateful`` (its state
-    then depends on the sequences before it).
+    order.  Only that sequence is replayed, unless the feed is stateful (its
+    state then depends on the sequences before it).  A stateful model fed by
+    its batch shape offers its chains (ids 0 .. B-1) as the sequences.
     """
     from .engine import compile_model
-    from .tracing import samples_for
+    from .tracing import plan_inputs
 
     program = compile_model(model, options, upto=[layer.name for layer in layers])
-    samples = samples_for(program, sequences)
-    if not samples:
-        raise UsageProblem("the input holds no sequence")
+    feed = plan_inputs(model, program, sequences, stateful)
+    ids = list(range(feed.chain_count)) if feed.chains else [s.id for s in feed.samples]
     position = 0
     if sequence is not None:
-        matches = [k for k, s in enumerate(samples) if str(s.id) == str(sequence)]
+        matches = [k for k, name in enumerate(ids) if str(name) == str(sequence)]
         if not matches:
-            known = ", ".join(str(s.id) for s in samples[:10]) + (", ..." if len(samples) > 10 else "")
+            known = ", ".join(str(name) for name in ids[:10]) + (", ..." if len(ids) > 10 else "")
             raise UsageProblem(f"--sequence {sequence}: no such sequence in the input (have: {known})")
         position = matches[0]
-    chosen = samples[position]
-    replay = list(samples[: position + 1]) if stateful else [chosen]
+    chosen = ids[position]
+    if feed.chains:
+        replay = feed
+    elif feed.stateful:
+        replay = replace(feed, samples=feed.samples[: position + 1])
+    else:
+        replay = replace(feed, samples=[feed.samples[position]])
     parts: dict[str, tuple[list, dict[str, list]]] = {}
     for tb in trace_blocks(model, replay, layers=[layer.name for layer in layers], options=options,
-                           stateful=stateful, initial_states=initial_states, program=program):
-        if tb.sequences[0] != chosen.id or tb.block.batch != 1:
+                           initial_states=initial_states, program=program):
+        if tb.sequences[0] != chosen or tb.block.batch != 1:
             continue
         t_list, values = parts.setdefault(tb.layer.name, ([], {}))
         t_list.append(tb.block.t)
@@ -130,19 +137,19 @@ def collect_sequence(
         t = np.concatenate(t_list)
         order = np.argsort(t, kind="stable")
         result[name] = (t[order], {key: np.concatenate(chunks)[order] for key, chunks in values.items()})
-    return chosen.id, result
+    return chosen, result
 
 
 def trace_figure(
     model: Model,
-    sequences: Sequence[InputSequence],
+    sequences: Sequence[InputSequence] | Feed,
     *,
     layers: Sequence[str] | None = None,
     gates: Sequence[str] | None = None,
     units: Sequence[int] | None = None,
     sequence: str | None = None,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
 ):
     """Heatmaps (units × t) of every value of every selected layer for one sequence: a Figure."""

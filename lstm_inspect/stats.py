@@ -44,9 +44,11 @@ from numpy.typing import NDArray
 
 from .engine import ReplayOptions, value_names
 from .errors import UsageProblem
+from .feeding import Feed
 from .frames import Block
 from .inputs import InputSequence
 from .model import Model, RecurrentLayer
+from .selection import check_gates
 from .tracing import TraceBlock, trace_blocks
 
 LEFT_THRESHOLD = 0.1  # on the activation's range scaled to [0, 1]
@@ -181,12 +183,12 @@ class _Running:
 
 def compute_stats(
     model: Model,
-    sequences: Sequence[InputSequence],
+    sequences: Sequence[InputSequence] | Feed,
     *,
     layers: Sequence[str] | None = None,
     gates: Sequence[str] | None = None,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
     start: str | None = None,
 ) -> list[GateStats]:
@@ -203,12 +205,8 @@ def compute_stats(
 
         options = replace(options, pre_activation=False)
     selected = model.select_recurrent(layers)
+    gates = check_gates(selected, gates, values=True)
     names = {layer.name: _selected_values(layer, gates) for layer in selected}
-    if gates:
-        known = {name for layer in selected for name in value_names(layer, False)}
-        unknown = [g for g in gates if g not in known]
-        if unknown:
-            raise UsageProblem(f"unknown gate(s) {', '.join(unknown)} (these layers have: {', '.join(sorted(known))})")
     blocks = trace_blocks(model, sequences, layers=[layer.name for layer in selected], options=options,
                           stateful=stateful, initial_states=initial_states, start=start)
     running = accumulate(blocks, names, {layer.name: _thresholds(layer, options) for layer in selected})

@@ -20,7 +20,7 @@ from typing import BinaryIO, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import UsageProblem
+from .errors import Interrupted, UsageProblem
 from .frames import Block, coalesce
 from .textfmt import BlockFormatter, RowStyle, csv_header
 
@@ -75,7 +75,11 @@ def open_output(path: str | None, protect: Sequence[str] = ()) -> Iterator[Binar
     ok = False
     try:
         with os.fdopen(fd, "wb") as handle:
-            yield handle
+            try:
+                yield handle
+            except (Interrupted, KeyboardInterrupt) as stopped:  # removed below; the CLI names the file
+                stopped.discarded = [*getattr(stopped, "discarded", []), path]
+                raise
         if os.path.exists(target):
             try:
                 os.chmod(temp, os.stat(target).st_mode & 0o777)

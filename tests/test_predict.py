@@ -160,16 +160,20 @@ def test_stateful_api_equals_keras_fed_step_by_step(saved_model, backend, ext):
     series = np.random.default_rng(3).normal(size=12).astype("float32")
     outputs, hs, cs = keras_step_by_step(case.model, series)
     model = li.load_model(str(case.paths[ext]))
-    # Every step its own 1-step sequence, the state carried from one to the next.
+    # Every step its own 1-step sequence, the state carried from one to the next: the default
+    # for a model saved stateful with batch shape (1, 1, 1), and what stateful=True asks.
     steps = series.reshape(-1, 1, 1)
+    np.testing.assert_allclose(li.predict(model, steps), outputs, atol=TOL)
     np.testing.assert_allclose(li.predict(model, steps, stateful=True), outputs, atol=TOL)
-    # The whole series as one sequence: the last output, and the state at every step.
-    np.testing.assert_allclose(li.predict(model, series.reshape(1, -1, 1)), outputs[-1:], atol=TOL)
+    # The whole series as one sequence is cut into the same 1-step samples by default...
+    np.testing.assert_allclose(li.predict(model, series.reshape(1, -1, 1)), outputs, atol=TOL)
+    # ... and replayed whole with stateful=False: the last output.
+    np.testing.assert_allclose(li.predict(model, series.reshape(1, -1, 1), stateful=False), outputs[-1:], atol=TOL)
     traced = li.trace_arrays(model, series.reshape(1, -1, 1))["lstm"]
     np.testing.assert_allclose(traced["hidden"][0], hs, atol=TOL)
     np.testing.assert_allclose(traced["cell"][0], cs, atol=TOL)
-    # Without --stateful, each 1-step sequence starts from zeros: only the first agrees.
-    fresh = li.predict(model, steps)
+    # With stateful=False, each 1-step sequence starts from zeros: only the first agrees.
+    fresh = li.predict(model, steps, stateful=False)
     np.testing.assert_allclose(fresh[0], outputs[0], atol=TOL)
     assert np.abs(fresh[1:] - outputs[1:]).max() > 1e-3
 
@@ -187,7 +191,8 @@ def stateful_sample():
 
 @pytest.mark.parametrize("ext", ["keras", "h5"])
 def test_stateful_cli_one_sequence(stateful_sample, ext):
-    """The CSV as one sequence: trace gives Keras' state after each step; predict its last output."""
+    """The CSV by default: trace gives Keras' state after each step as one sequence; predict one row per
+    1-step sample, as model.predict(x) on the rows as (N, 1, 1) gives."""
     series, outputs, hs, cs = stateful_sample
     model, data = SAMPLES / f"stateful_lstm.{ext}", SAMPLES / "stateful_lstm.csv"
     result = invoke("trace", model, data, "--format", "csv", "--wide")
@@ -200,7 +205,8 @@ def test_stateful_cli_one_sequence(stateful_sample, ext):
     assert result.exit_code == 0, result.stderr
     frame = read_csv(result.stdout)
     assert list(frame.columns) == ["sequence", "y_0", "y_1", "y_2"]
-    np.testing.assert_allclose(frame[["y_0", "y_1", "y_2"]].to_numpy(), outputs[-1:], atol=TOL)
+    assert frame["sequence"].tolist() == list(range(len(series)))
+    np.testing.assert_allclose(frame[["y_0", "y_1", "y_2"]].to_numpy(), outputs, atol=TOL)
 
 
 @pytest.mark.parametrize("ext", ["keras", "h5"])
@@ -221,8 +227,8 @@ def test_stateful_cli_each_row_its_own_sequence(stateful_sample, tmp_path, ext):
     assert frame["t"].tolist() == [0] * len(series)
     np.testing.assert_allclose(frame[[f"hidden_{u}" for u in range(10)]].to_numpy(), hs, atol=TOL)
     np.testing.assert_allclose(frame[[f"cell_{u}" for u in range(10)]].to_numpy(), cs, atol=TOL)
-    # Without --stateful every row starts from zeros.
-    result = invoke("predict", model, data, "--sequence-column", "step", "--format", "csv")
+    # With --no-stateful every row starts from zeros.
+    result = invoke("predict", model, data, "--sequence-column", "step", "--no-stateful", "--format", "csv")
     frame = read_csv(result.stdout)
     assert np.abs(frame[["y_0", "y_1", "y_2"]].to_numpy()[1:] - outputs[1:]).max() > 1e-3
 

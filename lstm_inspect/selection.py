@@ -44,7 +44,7 @@ def check_gates(layers: Sequence[RecurrentLayer], gates: Sequence[str] | None, *
     known = known_gates(layers, values=values)
     unknown = [g for g in gates if g not in known]
     if unknown:
-        kinds = "/".join(sorted({layer.kind for layer in layers}))
+        kinds = "/".join(sorted({layer.kind.name for layer in layers}))
         raise UsageProblem(f"unknown gate(s) {', '.join(unknown)}: the selected {kinds} layer(s) have "
                            f"{', '.join(known)} (--gates takes a comma list, e.g. --gates {','.join(known[:2])})")
     return [g for g in known if g in gates]

@@ -162,13 +162,14 @@ def samples_for(program: Program, inputs: Inputs) -> list[Sample]:
     return [Sample(ids[k], tuple(column[k][1] for column in columns)) for k in range(len(first))]
 
 
-def plan_inputs(model: Model, program: Program, sequences, stateful: bool | None = None) -> Feed:
+def plan_inputs(model: Model, program: Program, sequences, stateful: bool | None = None, *, announce: bool = True) -> Feed:
     """The feed of a replay: samples paired from the inputs, and how the state carries between them.
 
     A model with one input is planned by :func:`feeding.plan_feed` (a stateful
     model's batch shape decides its samples and chains); with several inputs,
     each sample is one sequence of every input, carried on with ``stateful``.
-    The plan's note and warning are printed once the inputs passed their checks.
+    The plan's note and warning are printed once the inputs passed their checks (``announce``
+    False leaves that to the caller, after checks of its own: ``feed.announce(model)``).
     """
     if isinstance(sequences, Feed):  # planned (and announced) already
         if sequences.samples and not isinstance(sequences.samples[0], Sample):
@@ -189,7 +190,8 @@ def plan_inputs(model: Model, program: Program, sequences, stateful: bool | None
         samples = samples_for(program, sequences)
         first = [InputSequence(s.id, s.arrays[0]) for s in samples if s.arrays[0].ndim >= 2]
         feed = Feed(samples, stateful=bool(stateful), warning=length_warning(model, first) if first else None)
-    feed.announce(model)
+    if announce:
+        feed.announce(model)
     return feed
 
 

@@ -105,8 +105,9 @@ def verify(
         raise UsageProblem("verify compares the whole model with Keras, so it takes no --from")
     options = options or ReplayOptions()
     program = compile_model(model, options)  # before TensorFlow: a model we cannot replay stops here
-    feed = plan_inputs(model, program, sequences, stateful)
-    groups = _groups(model, feed)
+    feed = plan_inputs(model, program, sequences, stateful, announce=False)
+    groups = _groups(model, feed)  # may refuse the plan: before its note, so the error is the only line
+    feed.announce(model)
     with _quiet_stderr():
         keras_mod, keras_name = _import_keras(model)
         keras_model, note = _load_with_keras(model, keras_mod, keras_name)

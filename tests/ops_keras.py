@@ -1,0 +1,173 @@
+"""Helpers for the feed-forward layer tests (tests/test_ops_*.py): build a small model in each Keras,
+give it seeded random weights, save it in every file format, and compare lstm-inspect's replay with
+Keras' own ``predict``.
+
+A case is a builder ``(keras, layers) -> model`` plus an input batch.  Expected numbers always come
+from the live Keras model (``model.predict``) at test time.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from conftest import keras_module
+
+import lstm_inspect as li
+
+TOL = 1e-5  # float32 replay against Keras' float32 predict (absolute and relative)
+
+# (backend, file suffix): Keras 3 writes .keras and .h5, tf-keras 2.x writes .h5.
+FORMATS = (("keras3", "keras"), ("keras3", "h5"), ("tfkeras", "h5"))
+BOTH = ("keras3", "tfkeras")
+KERAS3 = ("keras3",)
+
+
+@dataclass
+class Case:
+    """A model to build in each backend that has its layers, and the batch to feed it."""
+
+    id: str
+    build: Callable  # (keras module, layers module) -> model
+    x: np.ndarray
+    backends: tuple[str, ...] = BOTH
+    # After building: backend -> live Keras model, (backend, suffix) -> saved file.
+    models: dict[str, object] = field(default_factory=dict)
+    paths: dict[tuple[str, str], Path] = field(default_factory=dict)
+
+    def files(self) -> list[tuple[str, str]]:
+        return [(backend, suffix) for backend, suffix in FORMATS if backend in self.backends]
+
+
+def randomise(model, seed: int, keep: tuple[str, ...] = ()) -> None:
+    """Seeded random weights for every layer not named in ``keep``: normal values, but variances
+    positive (BatchNormalization's moving_variance) and integer counters untouched."""
+    rng = np.random.default_rng(seed)
+    for layer in _all_layers(model):
+        if layer.name in keep or not layer.weights:
+            continue
+        values = []
+        for variable, current in zip(layer.weights, layer.get_weights()):
+            name = variable.name.split("/")[-1].split(":")[0]
+            if current.dtype.kind != "f":
+                values.append(current)
+            elif "variance" in name or "stddev" in name:
+                values.append(rng.uniform(0.3, 2.0, current.shape).astype(current.dtype))
+            else:
+                values.append(rng.normal(0.0, 0.6, current.shape).astype(current.dtype))
+        layer.set_weights(values)
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        if hasattr(layer, "layers") and type(layer).__name__ not in ("Bidirectional", "TimeDistributed"):
+            yield from _all_layers(layer)
+        else:
+            yield layer
+
+
+def build_case(case: Case, folder: Path, keep: tuple[str, ...] = ()) -> Case:
+    """Build, randomise (seeded by the case id) and save ``case`` in each of its backends."""
+    for backend in case.backends:
+        K, L = keras_module(backend)
+        model = case.build(K, L)
+        randomise(model, zlib.crc32(case.id.encode()) % 10_000, keep)
+        case.models[backend] = model
+        for b, suffix in case.files():
+            if b == backend:
+                path = folder / f"{case.id}-{backend}.{suffix}"
+                model.save(path)
+                case.paths[(backend, suffix)] = path
+    return case
+
+
+def keras_predict(model, x) -> list[np.ndarray]:
+    """The model's outputs as a list (one array per output)."""
+    outputs = model.predict(x, verbose=0)
+    return [np.asarray(o) for o in outputs] if isinstance(outputs, (list, tuple)) else [np.asarray(outputs)]
+
+
+def output_names(model) -> list[str]:
+    """The names of the layers that make a Keras model's outputs, in output order."""
+    return [tensor._keras_history[0].name for tensor in model.outputs]
+
+
+def api_input(x: np.ndarray):
+    """``x`` as ``lstm_inspect.predict`` takes it.  The API reads arrays of rank 1 to 3 itself; a batch
+    of samples of higher rank ((N, H, W, C): images, volumes) is given as one InputSequence per sample."""
+    if x.ndim <= 3:
+        return x
+    from lstm_inspect.inputs import InputSequence
+
+    return [InputSequence(n, x[n]) for n in range(x.shape[0])]
+
+
+def assert_replay_equals_keras(case: Case, backend: str, suffix: str) -> None:
+    """``lstm_inspect.predict`` of the saved file equals the live model's ``predict`` on ``case.x``,
+    output by output."""
+    model = case.models[backend]
+    expected = keras_predict(model, case.x)
+    got = li.predict(li.load_model(str(case.paths[(backend, suffix)])), api_input(case.x))
+    got = got if isinstance(got, list) else [got]
+    assert len(got) == len(expected)
+    for name, mine, theirs in zip(output_names(model), got, expected):
+        where = f"{case.id} {backend}.{suffix}, output of '{name}'"
+        assert mine.shape == theirs.shape, (where, mine.shape, theirs.shape)
+        np.testing.assert_allclose(mine, theirs, rtol=TOL, atol=TOL, err_msg=where)
+
+
+def params(cases: list[Case]) -> list:
+    """pytest params (case id, backend, suffix) with ids like ``reshape-keras3.h5``."""
+    import pytest
+
+    return [
+        pytest.param(case.id, backend, suffix, id=f"{case.id}-{backend}.{suffix}")
+        for case in cases
+        for backend, suffix in case.files()
+    ]
+
+
+def sequence_model(K, L, input_shape, *layers, lstm_units: int = 4):
+    """Input -> ``layers`` -> LSTM(return_sequences=True, name="lstm"), the model's output: its hidden
+    states are Keras' own answer for the trace of the LSTM after the layers under test."""
+    inputs = K.Input(input_shape)
+    x = inputs
+    for layer in layers:
+        x = layer(x)
+    return K.Model(inputs, L.LSTM(lstm_units, return_sequences=True, name="lstm")(x))
+
+
+def traced(model, x, layer: str = "lstm", value: str = "hidden") -> np.ndarray:
+    """One traced value of a recurrent layer as (N, T, U), from the long DataFrame of ``lstm_inspect.trace``.
+
+    (``trace_arrays`` sizes its arrays by the input's steps, so it does not fit layers that change
+    the number of steps, nor inputs without a time axis.)
+    """
+    frame = li.trace(model, api_input(x), layers=[layer])
+    shape = (frame["sequence"].nunique(), int(frame["t"].max()) + 1, int(frame["unit"].max()) + 1)
+    result = np.full(shape, np.nan)
+    codes = frame["sequence"].astype("category").cat.codes.to_numpy()
+    result[codes, frame["t"].to_numpy(int), frame["unit"].to_numpy(int)] = frame[value].to_numpy()
+    return result
+
+
+def assert_trace_equals_keras(case: Case, backend: str, suffix: str, layer: str = "lstm") -> None:
+    """The traced hidden state of the LSTM that ends the model equals the model's Keras output."""
+    (expected,) = keras_predict(case.models[backend], case.x)  # (N, T, U)
+    got = traced(li.load_model(str(case.paths[(backend, suffix)])), case.x, layer)
+    assert got.shape == expected.shape, (got.shape, expected.shape)
+    np.testing.assert_allclose(got, expected, rtol=TOL, atol=TOL, err_msg=f"{case.id} {backend}.{suffix}")
+
+
+def rng_input(shape: tuple[int, ...], seed: int, scale: float = 1.0, loc: float = 0.0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(loc, scale, shape).astype("float32")
+
+
+def branches(K, input_shape, *layers):
+    """One input feeding each of ``layers`` side by side; each layer's output is a model output
+    (several settings of a layer compared in one model)."""
+    inputs = K.Input(input_shape)
+    return K.Model(inputs, [layer(inputs) for layer in layers])

@@ -34,9 +34,17 @@ class Case:
     build: Callable  # (keras module, layers module) -> model
     x: np.ndarray
     backends: tuple[str, ...] = BOTH
+    keep: tuple[str, ...] = ()  # layers whose weights are kept as built (adapted statistics), not randomised
     # After building: backend -> live Keras model, (backend, suffix) -> saved file.
     models: dict[str, object] = field(default_factory=dict)
     paths: dict[tuple[str, str], Path] = field(default_factory=dict)
+    _expected: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+    def expected(self, backend: str) -> list[np.ndarray]:
+        """The live ``backend`` model's ``predict`` on ``x`` (computed once)."""
+        if backend not in self._expected:
+            self._expected[backend] = keras_predict(self.models[backend], self.x)
+        return self._expected[backend]
 
     def files(self) -> list[tuple[str, str]]:
         return [(backend, suffix) for backend, suffix in FORMATS if backend in self.backends]
@@ -69,12 +77,12 @@ def _all_layers(model):
             yield layer
 
 
-def build_case(case: Case, folder: Path, keep: tuple[str, ...] = ()) -> Case:
-    """Build, randomise (seeded by the case id) and save ``case`` in each of its backends."""
+def build_case(case: Case, folder: Path) -> Case:
+    """Build, randomise (seeded by the case id; ``case.keep`` aside) and save ``case`` in each of its backends."""
     for backend in case.backends:
         K, L = keras_module(backend)
         model = case.build(K, L)
-        randomise(model, zlib.crc32(case.id.encode()) % 10_000, keep)
+        randomise(model, zlib.crc32(case.id.encode()) % 10_000, case.keep)
         case.models[backend] = model
         for b, suffix in case.files():
             if b == backend:
@@ -109,7 +117,7 @@ def assert_replay_equals_keras(case: Case, backend: str, suffix: str) -> None:
     """``lstm_inspect.predict`` of the saved file equals the live model's ``predict`` on ``case.x``,
     output by output."""
     model = case.models[backend]
-    expected = keras_predict(model, case.x)
+    expected = case.expected(backend)
     got = li.predict(li.load_model(str(case.paths[(backend, suffix)])), api_input(case.x))
     got = got if isinstance(got, list) else [got]
     assert len(got) == len(expected)
@@ -156,7 +164,7 @@ def traced(model, x, layer: str = "lstm", value: str = "hidden") -> np.ndarray:
 
 def assert_trace_equals_keras(case: Case, backend: str, suffix: str, layer: str = "lstm") -> None:
     """The traced hidden state of the LSTM that ends the model equals the model's Keras output."""
-    (expected,) = keras_predict(case.models[backend], case.x)  # (N, T, U)
+    (expected,) = case.expected(backend)  # (N, T, U)
     got = traced(li.load_model(str(case.paths[(backend, suffix)])), case.x, layer)
     assert got.shape == expected.shape, (got.shape, expected.shape)
     np.testing.assert_allclose(got, expected, rtol=TOL, atol=TOL, err_msg=f"{case.id} {backend}.{suffix}")

@@ -187,7 +187,7 @@ def test_predict_on_the_command_line(built, tmp_path):
     case = built["reshape_lstm"]
     path = tmp_path / "x.npy"
     np.save(path, case.x)  # (N, 12): one sample per row
-    (expected,) = keras_predict(case.models["keras3"], case.x)  # (N, T, U)
+    (expected,) = case.expected("keras3")  # (N, T, U)
     result = run_cli("predict", case.paths[("keras3", "keras")], path, "--format", "csv")
     assert result.returncode == 0, result.stderr.decode()
     import io

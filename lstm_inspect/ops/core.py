@@ -19,6 +19,7 @@ IDENTITIES = (
     "GaussianDropout",
     "AlphaDropout",
     "ActivityRegularization",
+    "Identity",  # keras.layers.Identity (Keras 3 and tf-keras)
 )
 
 

@@ -1,0 +1,263 @@
+"""Normalization (the preprocessing layer), Rescaling, BatchNormalization, LayerNormalization,
+UnitNormalization, GroupNormalization and RMSNormalization replayed in NumPy equal Keras 3 and tf-keras
+(models built here, saved as .keras and .h5); and the inference-time identities (core.py) are the
+identity in Keras too.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+from conftest import run_cli
+from ops_keras import (
+    KERAS3,
+    TOL,
+    Case,
+    assert_replay_equals_keras,
+    assert_trace_equals_keras,
+    branches,
+    build_case,
+    params,
+    rng_input,
+    sequence_model,
+    traced,
+)
+
+import lstm_inspect as li
+
+# Time-series-like data: each feature with its own offset and spread (what Normalization is adapted to).
+SERIES = (rng_input((40, 6, 3), 30) * np.array([3.0, 0.5, 10.0], "float32") + np.array([5.0, -2.0, 100.0], "float32"))
+
+
+def _adapted(L, data, **kwargs):
+    layer = L.Normalization(**kwargs)
+    layer.adapt(data)
+    return layer
+
+
+def _normalization_lstm(K, L):
+    """The common time-series model: Normalization adapted to the training series, then an LSTM."""
+    return sequence_model(K, L, (6, 3), _adapted(L, SERIES, name="norm"))
+
+
+def _normalizations(K, L):
+    data = SERIES[:, :5, :]
+    return branches(
+        K, (5, 3),
+        _adapted(L, data, axis=None, name="norm_all"),
+        _adapted(L, data, axis=(1, 2), name="norm_steps_features"),
+        _adapted(L, data, axis=1, name="norm_steps"),
+        _adapted(L, data, invert=True, name="norm_invert"),
+        L.Normalization(mean=[1.0, -2.0, 50.0], variance=[4.0, 0.25, 900.0], name="norm_given"),
+        L.Normalization(mean=3.0, variance=2.0, name="norm_scalar"),
+        L.Normalization(mean=[1.0, -2.0, 50.0], variance=[4.0, 0.25, 900.0], invert=True, name="norm_given_invert"),
+    )
+
+
+def _rescalings(K, L):
+    return branches(K, (5, 4), L.Rescaling(1.0 / 255, name="scale"), L.Rescaling(2.0, offset=-1.0, name="offset"),
+                    L.Rescaling([1.0, 2.0, 3.0, -4.0], offset=[0.5, 0.0, -0.5, 1.0], name="per_channel"))
+
+
+def _batch_norms(K, L):
+    extra = [L.BatchNormalization(axis=[1, 2], name="bn_two_axes")] if K.__name__ == "tf_keras" else []
+    return branches(
+        K, (5, 4),
+        L.BatchNormalization(name="bn"),
+        L.BatchNormalization(axis=1, name="bn_steps"),
+        L.BatchNormalization(axis=-2, name="bn_steps_negative"),
+        L.BatchNormalization(center=False, name="bn_no_beta"),
+        L.BatchNormalization(scale=False, name="bn_no_gamma"),
+        L.BatchNormalization(epsilon=0.3, name="bn_eps"),
+        L.BatchNormalization(renorm=True, name="bn_renorm"),
+        *extra,
+    )
+
+
+def _batch_norm_images(K, L):
+    return branches(K, (3, 4, 2), L.BatchNormalization(name="bn_channels"), L.BatchNormalization(axis=1, name="bn_rows"),
+                    L.BatchNormalization(axis=2, name="bn_columns"))
+
+
+def _layer_norms(K, L):
+    # Keras 3's deprecated rms_scaling: x / sqrt(var + eps) * gamma, no mean subtracted.
+    extra = [L.LayerNormalization(rms_scaling=True, name="ln_rms_scaling")] if K.__name__ == "keras" else []
+    return branches(
+        K, (5, 4),
+        L.LayerNormalization(name="ln"),
+        L.LayerNormalization(axis=1, name="ln_steps"),
+        L.LayerNormalization(axis=[1, 2], name="ln_both"),
+        L.LayerNormalization(axis=[1, -1], name="ln_mixed_signs"),
+        L.LayerNormalization(center=False, name="ln_no_beta"),
+        L.LayerNormalization(scale=False, name="ln_no_gamma"),
+        L.LayerNormalization(epsilon=0.5, name="ln_eps"),
+        *extra,
+    )
+
+
+def _unit_norms(K, L):
+    return branches(K, (5, 4), L.UnitNormalization(name="unit"), L.UnitNormalization(axis=1, name="unit_steps"),
+                    L.UnitNormalization(axis=[1, 2], name="unit_both"))
+
+
+def _group_norms(K, L):
+    return branches(K, (5, 6), L.GroupNormalization(groups=2, name="gn_two"), L.GroupNormalization(groups=-1, name="gn_instance"),
+                    L.GroupNormalization(groups=1, name="gn_layer"), L.GroupNormalization(groups=5, axis=1, name="gn_steps"),
+                    L.GroupNormalization(groups=3, center=False, epsilon=0.2, name="gn_no_beta"))
+
+
+def _group_norm_images(K, L):
+    return branches(K, (3, 4, 6), L.GroupNormalization(groups=3, name="gn_images"))
+
+
+def _rms_norms(K, L):
+    return branches(K, (5, 4), L.RMSNormalization(name="rms"), L.RMSNormalization(axis=[1, 2], epsilon=0.1, name="rms_both"))
+
+
+def _norms_lstm(K, L):
+    return sequence_model(K, L, (6, 3), L.Rescaling(0.5, offset=0.25, name="rescale"), L.BatchNormalization(name="bn"),
+                          L.LayerNormalization(name="ln"), L.Dense(4, name="dense"), L.GroupNormalization(groups=2, name="gn"),
+                          L.UnitNormalization(name="unit"))
+
+
+def _masked_norms_lstm(K, L):
+    """Masking -> normalisation layers -> LSTM: the mask passes through them (tf-keras: BN and LN)."""
+    layers = [L.Masking(name="masking")]
+    if K.__name__ == "keras":
+        layers += [_adapted(L, SERIES, name="norm"), L.Rescaling(2.0, name="rescale")]
+    layers += [L.BatchNormalization(name="bn"), L.LayerNormalization(name="ln")]
+    return sequence_model(K, L, (6, 3), *layers)
+
+
+def _masked_rms_lstm(K, L):
+    """Keras 3's RMSNormalization does not support masking: the mask stops there."""
+    return sequence_model(K, L, (6, 3), L.Masking(name="masking"), L.RMSNormalization(name="rms"))
+
+
+def _masked(x):
+    x = x.copy()
+    x[0, 1:3] = 0.0
+    x[2, 4:] = 0.0
+    return x
+
+
+def _unit_input():
+    x = rng_input((3, 5, 4), 36)
+    x[1, 2] = 0.0  # a zero vector stays zero
+    return x
+
+
+SERIES_X = rng_input((4, 6, 3), 31) * np.array([3.0, 0.5, 10.0], "float32") + np.array([5.0, -2.0, 100.0], "float32")
+
+CASES = [
+    Case("normalization_lstm", _normalization_lstm, SERIES_X, keep=("norm",)),
+    Case("normalizations", _normalizations, SERIES_X[:, :5], keep=("norm_all", "norm_steps_features", "norm_steps",
+                                                                   "norm_invert")),
+    Case("rescalings", _rescalings, rng_input((3, 5, 4), 32, scale=50.0)),
+    Case("batch_norms", _batch_norms, rng_input((3, 5, 4), 33, scale=2.0, loc=1.0)),
+    Case("batch_norm_images", _batch_norm_images, rng_input((2, 3, 4, 2), 34, scale=2.0)),
+    Case("layer_norms", _layer_norms, rng_input((3, 5, 4), 35, scale=2.0, loc=1.0)),
+    Case("unit_norms", _unit_norms, _unit_input()),
+    Case("group_norms", _group_norms, rng_input((3, 5, 6), 37, scale=2.0, loc=1.0)),
+    Case("group_norm_images", _group_norm_images, rng_input((2, 3, 4, 6), 38, scale=2.0)),
+    Case("rms_norms", _rms_norms, rng_input((3, 5, 4), 39, scale=2.0), KERAS3),  # Keras 3 only
+    Case("norms_lstm", _norms_lstm, rng_input((3, 6, 3), 40, scale=2.0)),
+    Case("masked_norms_lstm", _masked_norms_lstm, _masked(SERIES_X[:3]), keep=("norm",)),
+    Case("masked_rms_lstm", _masked_rms_lstm, _masked(rng_input((3, 6, 3), 41)), KERAS3),
+]
+BY_ID = {case.id: case for case in CASES}
+TRACED = ["normalization_lstm", "norms_lstm", "masked_norms_lstm", "masked_rms_lstm"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ops_normalization")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # rms_scaling=True is deprecated in Keras 3 and says so
+        return {case.id: build_case(case, folder) for case in CASES}
+
+
+@pytest.mark.parametrize("case_id, backend, suffix", params(CASES))
+def test_predict_equals_keras(built, case_id, backend, suffix):
+    assert_replay_equals_keras(built[case_id], backend, suffix)
+
+
+@pytest.mark.parametrize("case_id, backend, suffix", params([BY_ID[i] for i in TRACED]))
+def test_lstm_after_the_layers_traced_as_keras(built, case_id, backend, suffix):
+    assert_trace_equals_keras(built[case_id], backend, suffix)
+
+
+def test_normalization_uses_the_adapted_statistics(built):
+    """The adapted layer really normalises: Keras' own output of it has mean ~0 and std ~1 per feature
+    on the data it was adapted to, and the stored mean is the data's."""
+    case = built["normalization_lstm"]
+    norm = case.models["keras3"].get_layer("norm")
+    np.testing.assert_allclose(np.asarray(norm.mean).reshape(-1), SERIES.reshape(-1, 3).mean(axis=0), rtol=1e-4)
+    model = li.load_model(str(case.paths[("keras3", "keras")]))
+    assert "norm" in model.weights and set(model.weights["norm"]) >= {"mean", "variance"}
+
+
+@pytest.mark.parametrize("backend, suffix", [("keras3", "keras"), ("tfkeras", "h5")])
+def test_normalisation_layers_keep_the_mask(built, backend, suffix):
+    case = built["masked_norms_lstm"]
+    masked = traced(li.load_model(str(case.paths[(backend, suffix)])), case.x, value="masked")[..., 0].astype(bool)
+    np.testing.assert_array_equal(masked, ~np.any(case.x != 0, axis=-1))
+    assert masked.any()
+
+
+def test_rms_normalization_drops_the_mask(built):
+    case = built["masked_rms_lstm"]
+    assert not traced(li.load_model(str(case.paths[("keras3", "keras")])), case.x, value="masked").any()
+
+
+def test_normalization_then_lstm_on_the_command_line(built, tmp_path):
+    case = built["normalization_lstm"]
+    path = tmp_path / "series.npy"
+    np.save(path, case.x)
+    (expected,) = case.expected("tfkeras")
+    result = run_cli("predict", case.paths[("tfkeras", "h5")], path, "--format", "csv")
+    assert result.returncode == 0, result.stderr.decode()
+    import pandas as pd
+
+    frame = pd.read_csv(io.StringIO(result.stdout.decode()))
+    n, steps, units = expected.shape
+    got = frame[[f"y_{k}" for k in range(units)]].to_numpy().reshape(n, steps, units)
+    np.testing.assert_allclose(got, expected, rtol=TOL, atol=TOL)
+
+
+# ------------------------------------------------------------------ the inference-time identities (core.py)
+
+
+def _identities(K, L):
+    layers = [L.Dropout(0.5, name="dropout"), L.SpatialDropout1D(0.5, name="spatial1d"), L.GaussianNoise(1.0, name="noise"),
+              L.GaussianDropout(0.5, name="gaussian_dropout"), L.AlphaDropout(0.5, name="alpha_dropout"),
+              L.ActivityRegularization(l1=0.1, l2=0.1, name="activity"), L.Identity(name="identity")]
+    return branches(K, (5, 4), *layers)
+
+
+IDENTITY_CASES = [
+    Case("identities", _identities, rng_input((3, 5, 4), 50)),
+    Case("spatial2d", lambda K, L: branches(K, (3, 4, 2), L.SpatialDropout2D(0.5, name="spatial2d")),
+         rng_input((2, 3, 4, 2), 51)),
+    Case("spatial3d", lambda K, L: branches(K, (2, 3, 4, 2), L.SpatialDropout3D(0.5, name="spatial3d")),
+         rng_input((2, 2, 3, 4, 2), 52)),
+]
+
+
+@pytest.fixture(scope="module")
+def identities(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ops_identities")
+    return {case.id: build_case(case, folder) for case in IDENTITY_CASES}
+
+
+@pytest.mark.parametrize("case_id, backend, suffix", params(IDENTITY_CASES))
+def test_identities_at_inference_equal_keras(identities, case_id, backend, suffix):
+    """Dropout, SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout, AlphaDropout,
+    ActivityRegularization and Identity: Keras' predict gives the input back, and so does the replay."""
+    case = identities[case_id]
+    for output in case.expected(backend):
+        np.testing.assert_array_equal(output, case.x)
+    assert_replay_equals_keras(case, backend, suffix)

@@ -8,6 +8,8 @@ from the live Keras model (``model.predict``) at test time.
 
 from __future__ import annotations
 
+import json
+import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -179,3 +181,34 @@ def branches(K, input_shape, *layers):
     (several settings of a layer compared in one model)."""
     inputs = K.Input(input_shape)
     return K.Model(inputs, [layer(inputs) for layer in layers])
+
+
+def edit_keras_config(source: Path, target: Path, layer: str, remove: tuple[str, ...] = (), **changes) -> None:
+    """Copy a .keras archive with one layer's config changed: keys in ``remove`` dropped, ``changes`` set."""
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                for entry in config["config"]["layers"]:
+                    if entry["config"].get("name") == layer:
+                        for key in remove:
+                            entry["config"].pop(key, None)
+                        entry["config"].update(changes)
+                data = json.dumps(config).encode()
+            zout.writestr(item, data)
+
+
+def assert_edited_file_equals_keras3(case: Case, folder: Path, layer: str, remove: tuple[str, ...] = (), **changes) -> None:
+    """Edit ``layer``'s config in the case's .keras file; Keras 3 loading the edited file and the replay
+    agree (a missing key means the same default to both)."""
+    import keras
+
+    path = folder / f"{case.id}-{layer}-edited.keras"
+    edit_keras_config(case.paths[("keras3", "keras")], path, layer, remove, **changes)
+    model = keras.models.load_model(path, compile=False)
+    expected = keras_predict(model, case.x)
+    got = li.predict(li.load_model(str(path)), api_input(case.x))
+    got = got if isinstance(got, list) else [got]
+    for name, mine, theirs in zip(output_names(model), got, expected):
+        np.testing.assert_allclose(mine, theirs, rtol=TOL, atol=TOL, err_msg=f"{case.id}, output of '{name}'")

@@ -13,10 +13,12 @@ from ops_keras import (
     KERAS3,
     TOL,
     Case,
+    assert_edited_file_equals_keras3,
     assert_replay_equals_keras,
     assert_trace_equals_keras,
     branches,
     build_case,
+    edit_keras_config,
     params,
     rng_input,
     sequence_model,
@@ -24,7 +26,7 @@ from ops_keras import (
 )
 
 import lstm_inspect as li
-from lstm_inspect.errors import InputDataError
+from lstm_inspect.errors import InputDataError, ModelFileError
 
 
 def _relus(K, L):
@@ -171,3 +173,37 @@ def test_predict_on_the_command_line(built, tmp_path):
     assert list(frame.columns) == ["sequence", "t"] + [f"y_{k}" for k in range(units)]
     got = frame[[f"y_{k}" for k in range(units)]].to_numpy().reshape(n, steps, units)
     np.testing.assert_allclose(got, expected, rtol=TOL, atol=TOL)
+
+
+@pytest.mark.parametrize(
+    "case_id, layer, remove",
+    [
+        pytest.param("leaky", "small", ("negative_slope",), id="leaky-slope"),
+        pytest.param("elus", "half", ("alpha",), id="elu-alpha"),
+        pytest.param("softmaxes", "steps", ("axis",), id="softmax-axis"),
+        pytest.param("relus", "all_three", ("negative_slope", "threshold", "max_value"), id="relu-all"),
+    ],
+)
+def test_missing_settings_take_keras_defaults(built, tmp_path, case_id, layer, remove):
+    """A config without the key (as older files have) means what it means to Keras 3 loading it."""
+    assert_edited_file_equals_keras3(built[case_id], tmp_path, layer, remove)
+
+
+@pytest.mark.parametrize(
+    "case_id, layer, changes, words",
+    [
+        pytest.param("relus", "capped", {"max_value": "high"}, "max_value", id="relu-text"),
+        pytest.param("relus", "leaky", {"negative_slope": float("nan")}, "negative_slope", id="relu-nan"),
+        pytest.param("leaky", "small", {"negative_slope": float("inf")}, "negative_slope", id="leaky-inf"),
+        pytest.param("elus", "half", {"alpha": [1, 2]}, "alpha", id="elu-list"),
+        pytest.param("softmaxes", "steps", {"axis": "1"}, "axis", id="softmax-text"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(built, tmp_path, case_id, layer, changes, words):
+    case = built[case_id]
+    path = tmp_path / "bad.keras"
+    edit_keras_config(case.paths[("keras3", "keras")], path, layer, **changes)
+    with pytest.raises(ModelFileError) as raised:
+        li.predict(li.load_model(str(path)), case.x)
+    message = str(raised.value)
+    assert "\n" not in message and words in message and f"'{layer}'" in message, message

@@ -16,10 +16,12 @@ from ops_keras import (
     KERAS3,
     TOL,
     Case,
+    assert_edited_file_equals_keras3,
     assert_replay_equals_keras,
     assert_trace_equals_keras,
     branches,
     build_case,
+    edit_keras_config,
     params,
     rng_input,
     sequence_model,
@@ -27,6 +29,7 @@ from ops_keras import (
 )
 
 import lstm_inspect as li
+from lstm_inspect.errors import InputDataError, ModelFileError
 
 # Time-series-like data: each feature with its own offset and spread (what Normalization is adapted to).
 SERIES = (rng_input((40, 6, 3), 30) * np.array([3.0, 0.5, 10.0], "float32") + np.array([5.0, -2.0, 100.0], "float32"))
@@ -226,6 +229,49 @@ def test_normalization_then_lstm_on_the_command_line(built, tmp_path):
     n, steps, units = expected.shape
     got = frame[[f"y_{k}" for k in range(units)]].to_numpy().reshape(n, steps, units)
     np.testing.assert_allclose(got, expected, rtol=TOL, atol=TOL)
+
+
+@pytest.mark.parametrize(
+    "case_id, layer, remove",
+    [
+        pytest.param("normalizations", "norm_invert", ("invert",), id="normalization-invert"),
+        pytest.param("batch_norms", "bn_eps", ("epsilon",), id="bn-epsilon"),
+        pytest.param("layer_norms", "ln_eps", ("epsilon",), id="ln-epsilon"),
+        pytest.param("group_norms", "gn_no_beta", ("epsilon",), id="gn-epsilon"),
+        pytest.param("unit_norms", "unit_steps", ("axis",), id="unit-axis"),
+    ],
+)
+def test_missing_settings_take_keras_defaults(built, tmp_path, case_id, layer, remove):
+    """A config without the key means what it means to Keras 3 loading it."""
+    assert_edited_file_equals_keras3(built[case_id], tmp_path, layer, remove)
+
+
+@pytest.mark.parametrize(
+    "case_id, layer, changes, error, words",
+    [
+        pytest.param("batch_norms", "bn", {"epsilon": "small"}, ModelFileError, "epsilon", id="bn-epsilon-text"),
+        pytest.param("batch_norms", "bn", {"axis": 7}, InputDataError, "axis 7", id="bn-axis-outside"),
+        pytest.param("layer_norms", "ln", {"axis": ["x"]}, ModelFileError, "axis", id="ln-axis-text"),
+        pytest.param("layer_norms", "ln", {"rms_scaling": "yes"}, ModelFileError, "rms_scaling", id="ln-rms-text"),
+        pytest.param("normalizations", "norm_given", {"mean": [1.0, float("nan"), 2.0]}, ModelFileError, "mean",
+                     id="normalization-nan-mean"),
+        pytest.param("normalizations", "norm_given", {"variance": None}, ModelFileError, "variance",
+                     id="normalization-no-variance"),
+        pytest.param("normalizations", "norm_given", {"mean": [1.0, 2.0], "variance": [1.0, 2.0]}, InputDataError,
+                     "do not fit", id="normalization-misfit"),
+        pytest.param("rescalings", "scale", {"scale": "big"}, ModelFileError, "scale", id="rescaling-text"),
+        pytest.param("group_norms", "gn_two", {"groups": 0}, ModelFileError, "groups", id="groups-zero"),
+        pytest.param("group_norms", "gn_two", {"groups": 4}, InputDataError, "4 groups", id="groups-misfit"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(built, tmp_path, case_id, layer, changes, error, words):
+    case = built[case_id]
+    path = tmp_path / "bad.keras"
+    edit_keras_config(case.paths[("keras3", "keras")], path, layer, **changes)
+    with pytest.raises(error) as raised:
+        li.predict(li.load_model(str(path)), case.x)
+    message = str(raised.value)
+    assert "\n" not in message and words in message and f"'{layer}'" in message, message
 
 
 # ------------------------------------------------------------------ the inference-time identities (core.py)

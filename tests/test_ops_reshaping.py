@@ -5,9 +5,6 @@ corpus model whose flat input is reshaped into steps for an LSTM equals Keras 3.
 
 from __future__ import annotations
 
-import json
-import zipfile
-
 import numpy as np
 import pytest
 from conftest import WILD, run_cli
@@ -20,6 +17,7 @@ from ops_keras import (
     assert_trace_equals_keras,
     branches,
     build_case,
+    edit_keras_config,
     keras_predict,
     params,
     rng_input,
@@ -256,20 +254,6 @@ def test_corpus_flat_input_on_the_command_line(emg, tmp_path):
 # ------------------------------------------------------------------ bad settings in a file
 
 
-def _edit_config(source, target, layer: str, **changes) -> None:
-    """Copy a .keras archive with ``changes`` made to one layer's config."""
-    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w") as zout:
-        for item in zin.infolist():
-            data = zin.read(item.filename)
-            if item.filename == "config.json":
-                config = json.loads(data)
-                for entry in config["config"]["layers"]:
-                    if entry["config"].get("name") == layer:
-                        entry["config"].update(changes)
-                data = json.dumps(config).encode()
-            zout.writestr(item, data)
-
-
 BAD_SETTINGS = [
     pytest.param("reshape_lstm", "reshape", {"target_shape": [3, "a"]}, ModelFileError, "target_shape", id="target-text"),
     pytest.param("reshape_lstm", "reshape", {"target_shape": [-1, -1]}, ModelFileError, "target_shape", id="two-minus-ones"),
@@ -290,7 +274,7 @@ BAD_SETTINGS = [
 def test_bad_settings_are_one_line_errors(built, tmp_path, case_id, layer, changes, error, words):
     case = built[case_id]
     path = tmp_path / "bad.keras"
-    _edit_config(case.paths[("keras3", "keras")], path, layer, **changes)
+    edit_keras_config(case.paths[("keras3", "keras")], path, layer, **changes)
     with pytest.raises(error) as raised:
         li.predict(li.load_model(str(path)), api_input(case.x))
     message = str(raised.value)
@@ -300,7 +284,7 @@ def test_bad_settings_are_one_line_errors(built, tmp_path, case_id, layer, chang
 def test_bad_setting_on_the_command_line(built, tmp_path):
     case = built["repeat_lstm"]
     path = tmp_path / "bad.keras"
-    _edit_config(case.paths[("keras3", "keras")], path, "repeat", n=0)
+    edit_keras_config(case.paths[("keras3", "keras")], path, "repeat", n=0)
     data = tmp_path / "x.npy"
     np.save(data, case.x)
     out = tmp_path / "out.csv"

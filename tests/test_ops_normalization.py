@@ -188,6 +188,12 @@ def test_predict_equals_keras(built, case_id, backend, suffix):
     assert_replay_equals_keras(built[case_id], backend, suffix)
 
 
+@pytest.mark.parametrize("case_id", ["normalizations", "batch_norms", "layer_norms", "group_norms", "unit_norms"])
+def test_float64_replay_equals_keras(built, case_id):
+    """The float64 replay (``--dtype float64``) gives float64 arrays within TOL of Keras' float32."""
+    assert_replay_equals_keras(built[case_id], "keras3", "keras", dtype=np.float64)
+
+
 @pytest.mark.parametrize("case_id, backend, suffix", params([BY_ID[i] for i in TRACED]))
 def test_lstm_after_the_layers_traced_as_keras(built, case_id, backend, suffix):
     assert_trace_equals_keras(built[case_id], backend, suffix)
@@ -284,7 +290,32 @@ def _identities(K, L):
     return branches(K, (5, 4), *layers)
 
 
+# Image augmentations act only in training (settings chosen to change images when they do act).
+AUGMENTATIONS_BOTH = {
+    "RandomFlip": {"mode": "horizontal_and_vertical"}, "RandomRotation": {"factor": 0.3},
+    "RandomTranslation": {"height_factor": 0.2, "width_factor": 0.2}, "RandomZoom": {"height_factor": 0.3},
+    "RandomContrast": {"factor": 0.5}, "RandomBrightness": {"factor": 0.4},
+}
+AUGMENTATIONS_KERAS3 = {
+    "RandomGrayscale": {"factor": 0.5}, "RandomHue": {"factor": 0.5, "value_range": (0, 255)},
+    "RandomSaturation": {"factor": 0.5, "value_range": (0, 255)}, "RandomSharpness": {"factor": 0.5, "value_range": (0, 255)},
+    "RandomShear": {"x_factor": 0.3, "y_factor": 0.2},
+    "RandomColorJitter": {"value_range": (0, 255), "brightness_factor": 0.3, "contrast_factor": 0.3},
+    "RandomColorDegeneration": {"factor": 0.5}, "RandomInvert": {"factor": 0.5}, "RandomPosterization": {"factor": (1, 4)},
+    "RandomErasing": {"factor": 0.5}, "RandomGaussianBlur": {"factor": 0.5}, "RandomPerspective": {"factor": 0.5},
+    "RandomElasticTransform": {"factor": 0.5}, "AugMix": {}, "CutMix": {}, "MixUp": {}, "RandAugment": {},
+}
+
+
+def _augmentations(K, L):
+    found = dict(AUGMENTATIONS_BOTH, **(AUGMENTATIONS_KERAS3 if K.__name__ == "keras" else {}))
+    return branches(K, (8, 8, 3), *[getattr(L, name)(name=name.lower(), **kwargs) for name, kwargs in found.items()])
+
+
 IDENTITY_CASES = [
+    # Keras 3 cannot write RandomBrightness, RandomSaturation, ... to .h5 (TypeError: cannot pickle 'module' object).
+    Case("augmentations", _augmentations, np.random.default_rng(53).uniform(-50, 300, (2, 8, 8, 3)).astype("float32"),
+         formats=(("keras3", "keras"), ("tfkeras", "h5"))),
     Case("identities", _identities, rng_input((3, 5, 4), 50)),
     Case("spatial2d", lambda K, L: branches(K, (3, 4, 2), L.SpatialDropout2D(0.5, name="spatial2d")),
          rng_input((2, 3, 4, 2), 51)),
@@ -302,7 +333,8 @@ def identities(tmp_path_factory):
 @pytest.mark.parametrize("case_id, backend, suffix", params(IDENTITY_CASES))
 def test_identities_at_inference_equal_keras(identities, case_id, backend, suffix):
     """Dropout, SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout, AlphaDropout,
-    ActivityRegularization and Identity: Keras' predict gives the input back, and so does the replay."""
+    ActivityRegularization, Identity and the image augmentations: Keras' predict gives the input back,
+    and so does the replay."""
     case = identities[case_id]
     for output in case.expected(backend):
         np.testing.assert_array_equal(output, case.x)

@@ -154,6 +154,12 @@ def test_predict_equals_keras(built, case_id, backend, suffix):
     assert_replay_equals_keras(built[case_id], backend, suffix)
 
 
+@pytest.mark.parametrize("case_id", ["reshape_lstm", "two_d_first", "three_d_last"])
+def test_float64_replay_equals_keras(built, case_id):
+    """The float64 replay (``--dtype float64``) gives float64 arrays within TOL of Keras' float32."""
+    assert_replay_equals_keras(built[case_id], "keras3", "keras", dtype=np.float64)
+
+
 @pytest.mark.parametrize("case_id, backend, suffix", params([BY_ID[i] for i in TRACED]))
 def test_lstm_after_the_layer_traced_as_keras(built, case_id, backend, suffix):
     assert_trace_equals_keras(built[case_id], backend, suffix)

@@ -23,7 +23,7 @@ from ..errors import InputDataError
 from .base import BuildContext, Layer, Tensor, register
 
 MAX_REPEAT = 1_000_000  # RepeatVector's n, an upsampling factor, a padding or cropping: at most this
-MAX_ELEMENTS = 1 << 31  # a padded, upsampled or repeated output may hold at most this many values
+MAX_ELEMENTS = 1 << 29  # a padded, upsampled or repeated output may hold at most this many values
 
 
 def data_format(ctx: BuildContext) -> str:

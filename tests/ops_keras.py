@@ -217,3 +217,38 @@ def assert_edited_file_equals_keras3(case: Case, folder: Path, layer: str, remov
     got = got if isinstance(got, list) else [got]
     for name, mine, theirs in zip(output_names(model), got, expected):
         np.testing.assert_allclose(mine, theirs, rtol=TOL, atol=TOL, err_msg=f"{case.id}, output of '{name}'")
+
+
+def assert_bad_setting_refused(case: Case, folder: Path, layer: str, changes: dict, error: type, words: str) -> None:
+    """``layer`` given ``changes`` in the case's .keras file: the replay raises ``error``, one line naming
+    the layer and holding ``words``."""
+    import pytest
+
+    path = folder / f"{case.id}-{layer}-bad.keras"
+    edit_keras_config(case.paths[("keras3", "keras")], path, layer, **changes)
+    with pytest.raises(error) as raised:
+        li.predict(li.load_model(str(path)), api_input(case.x))
+    message = str(raised.value)
+    assert "\n" not in message and words in message and f"'{layer}'" in message, message
+
+
+def assert_cli_predict_equals_keras(case: Case, backend: str, suffix: str, folder: Path) -> None:
+    """``lstm-inspect predict FILE X.npy --format csv`` (a real subprocess) on a model whose output is a
+    sequence (N, T, U): the CSV's rows are (sequence, t) in order and its y_k columns Keras' numbers."""
+    import io
+
+    import pandas as pd
+    from conftest import run_cli
+
+    path = folder / f"{case.id}-x.npy"
+    np.save(path, case.x)
+    (expected,) = case.expected(backend)
+    result = run_cli("predict", case.paths[(backend, suffix)], path, "--format", "csv")
+    assert result.returncode == 0, result.stderr.decode()
+    frame = pd.read_csv(io.StringIO(result.stdout.decode()))
+    n, steps, units = expected.shape
+    assert list(frame.columns) == ["sequence", "t"] + [f"y_{k}" for k in range(units)]
+    assert frame["sequence"].tolist() == [s for s in range(n) for _ in range(steps)]
+    assert frame["t"].tolist() == list(range(steps)) * n
+    got = frame[[f"y_{k}" for k in range(units)]].to_numpy().reshape(n, steps, units)
+    np.testing.assert_allclose(got, expected, rtol=TOL, atol=TOL)

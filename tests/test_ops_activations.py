@@ -4,21 +4,18 @@ NumPy equal Keras 3 and tf-keras on models built here and saved as .keras and .h
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
-from conftest import run_cli
 from ops_keras import (
     KERAS3,
-    TOL,
     Case,
+    assert_bad_setting_refused,
+    assert_cli_predict_equals_keras,
     assert_edited_file_equals_keras3,
     assert_replay_equals_keras,
     assert_trace_equals_keras,
     branches,
     build_case,
-    edit_keras_config,
     params,
     rng_input,
     sequence_model,
@@ -166,19 +163,7 @@ def test_softmax_with_a_step_mask_over_features_is_refused(tmp_path):
 
 
 def test_predict_on_the_command_line(built, tmp_path):
-    case = built["activations_lstm"]
-    path = tmp_path / "x.npy"
-    np.save(path, case.x)
-    (expected,) = case.expected("keras3")  # (N, T, U)
-    result = run_cli("predict", case.paths[("keras3", "h5")], path, "--format", "csv")
-    assert result.returncode == 0, result.stderr.decode()
-    import pandas as pd
-
-    frame = pd.read_csv(io.StringIO(result.stdout.decode()))
-    n, steps, units = expected.shape
-    assert list(frame.columns) == ["sequence", "t"] + [f"y_{k}" for k in range(units)]
-    got = frame[[f"y_{k}" for k in range(units)]].to_numpy().reshape(n, steps, units)
-    np.testing.assert_allclose(got, expected, rtol=TOL, atol=TOL)
+    assert_cli_predict_equals_keras(built["activations_lstm"], "keras3", "h5", tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -206,10 +191,4 @@ def test_missing_settings_take_keras_defaults(built, tmp_path, case_id, layer, r
     ],
 )
 def test_bad_settings_are_one_line_errors(built, tmp_path, case_id, layer, changes, words):
-    case = built[case_id]
-    path = tmp_path / "bad.keras"
-    edit_keras_config(case.paths[("keras3", "keras")], path, layer, **changes)
-    with pytest.raises(ModelFileError) as raised:
-        li.predict(li.load_model(str(path)), case.x)
-    message = str(raised.value)
-    assert "\n" not in message and words in message and f"'{layer}'" in message, message
+    assert_bad_setting_refused(built[case_id], tmp_path, layer, changes, ModelFileError, words)

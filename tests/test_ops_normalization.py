@@ -6,22 +6,20 @@ identity in Keras too.
 
 from __future__ import annotations
 
-import io
 import warnings
 
 import numpy as np
 import pytest
-from conftest import run_cli
 from ops_keras import (
     KERAS3,
-    TOL,
     Case,
+    assert_bad_setting_refused,
+    assert_cli_predict_equals_keras,
     assert_edited_file_equals_keras3,
     assert_replay_equals_keras,
     assert_trace_equals_keras,
     branches,
     build_case,
-    edit_keras_config,
     params,
     rng_input,
     sequence_model,
@@ -223,18 +221,7 @@ def test_rms_normalization_drops_the_mask(built):
 
 
 def test_normalization_then_lstm_on_the_command_line(built, tmp_path):
-    case = built["normalization_lstm"]
-    path = tmp_path / "series.npy"
-    np.save(path, case.x)
-    (expected,) = case.expected("tfkeras")
-    result = run_cli("predict", case.paths[("tfkeras", "h5")], path, "--format", "csv")
-    assert result.returncode == 0, result.stderr.decode()
-    import pandas as pd
-
-    frame = pd.read_csv(io.StringIO(result.stdout.decode()))
-    n, steps, units = expected.shape
-    got = frame[[f"y_{k}" for k in range(units)]].to_numpy().reshape(n, steps, units)
-    np.testing.assert_allclose(got, expected, rtol=TOL, atol=TOL)
+    assert_cli_predict_equals_keras(built["normalization_lstm"], "tfkeras", "h5", tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -271,13 +258,7 @@ def test_missing_settings_take_keras_defaults(built, tmp_path, case_id, layer, r
     ],
 )
 def test_bad_settings_are_one_line_errors(built, tmp_path, case_id, layer, changes, error, words):
-    case = built[case_id]
-    path = tmp_path / "bad.keras"
-    edit_keras_config(case.paths[("keras3", "keras")], path, layer, **changes)
-    with pytest.raises(error) as raised:
-        li.predict(li.load_model(str(path)), case.x)
-    message = str(raised.value)
-    assert "\n" not in message and words in message and f"'{layer}'" in message, message
+    assert_bad_setting_refused(built[case_id], tmp_path, layer, changes, error, words)
 
 
 # ------------------------------------------------------------------ the inference-time identities (core.py)

@@ -13,6 +13,8 @@ from ops_keras import (
     TOL,
     Case,
     api_input,
+    assert_bad_setting_refused,
+    assert_cli_predict_equals_keras,
     assert_replay_equals_keras,
     assert_trace_equals_keras,
     branches,
@@ -188,22 +190,8 @@ def test_bilinear_upsampling_is_tensorflow_resize(built):
 
 
 def test_predict_on_the_command_line(built, tmp_path):
-    case = built["reshape_lstm"]
-    path = tmp_path / "x.npy"
-    np.save(path, case.x)  # (N, 12): one sample per row
-    (expected,) = case.expected("keras3")  # (N, T, U)
-    result = run_cli("predict", case.paths[("keras3", "keras")], path, "--format", "csv")
-    assert result.returncode == 0, result.stderr.decode()
-    import io
-
-    import pandas as pd
-
-    frame = pd.read_csv(io.StringIO(result.stdout.decode()))
-    n, steps, units = expected.shape
-    assert list(frame.columns) == ["sequence", "t"] + [f"y_{k}" for k in range(units)]
-    assert frame["sequence"].tolist() == [s for s in range(n) for _ in range(steps)]
-    got = frame[[f"y_{k}" for k in range(units)]].to_numpy().reshape(n, steps, units)
-    np.testing.assert_allclose(got, expected, rtol=TOL, atol=TOL)
+    """An (N, 12) .npy: one sample per row, reshaped to 3 steps for the LSTM."""
+    assert_cli_predict_equals_keras(built["reshape_lstm"], "keras3", "keras", tmp_path)
 
 
 # ------------------------------------------------------------------ the real corpus file
@@ -278,13 +266,7 @@ BAD_SETTINGS = [
 
 @pytest.mark.parametrize("case_id, layer, changes, error, words", BAD_SETTINGS)
 def test_bad_settings_are_one_line_errors(built, tmp_path, case_id, layer, changes, error, words):
-    case = built[case_id]
-    path = tmp_path / "bad.keras"
-    edit_keras_config(case.paths[("keras3", "keras")], path, layer, **changes)
-    with pytest.raises(error) as raised:
-        li.predict(li.load_model(str(path)), api_input(case.x))
-    message = str(raised.value)
-    assert "\n" not in message and words in message and f"'{layer}'" in message, message
+    assert_bad_setting_refused(built[case_id], tmp_path, layer, changes, error, words)
 
 
 def test_bad_setting_on_the_command_line(built, tmp_path):

@@ -252,3 +252,50 @@ def assert_cli_predict_equals_keras(case: Case, backend: str, suffix: str, folde
     assert frame["t"].tolist() == list(range(steps)) * n
     got = frame[[f"y_{k}" for k in range(units)]].to_numpy().reshape(n, steps, units)
     np.testing.assert_allclose(got, expected, rtol=TOL, atol=TOL)
+
+
+# Config values a damaged or hostile file may hold where a layer expects sizes, axes or numbers.
+GARBAGE = [None, True, 0, -1, 1, 2, 3, 1.5, float("nan"), float("inf"), -1e300, 10**20, "a", "channels_first", "bilinear",
+           [], [1], [1, 2], [2, 1], [1, 2, 3], [[1, 2], [3, 4]], [[1, 2], [3, 4], [5, 6]], {"a": 1}, [-1, 3], [None],
+           {"class_name": "__numpy__", "config": {"value": [1, 2]}}, [[[[1]]]], ["x", 1]]
+GARBAGE_KEYS = ["target_shape", "dims", "data_format", "padding", "cropping", "size", "interpolation", "n", "max_value",
+                "negative_slope", "threshold", "alpha", "theta", "axis", "mean", "variance", "invert", "scale", "offset",
+                "epsilon", "center", "rms_scaling", "groups", "length", "dim_ordering", "shared_axes"]
+GARBAGE_WEIGHTS = ["alpha", "gamma", "beta", "moving_mean", "moving_variance", "mean", "variance", "scale"]
+
+
+def assert_garbage_settings_refused(class_names: list[str], trials: int, seed: int) -> None:
+    """Seeded random garbage configs and weights for these builders, applied to inputs of several ranks:
+    every failure is an lstm-inspect error (one line naming the layer), or one of the NumPy/Python
+    errors that ``engine.program`` turns into such a line; never anything else, and outputs keep the
+    replay's dtype."""
+    import random
+
+    from lstm_inspect.config import LayerSpec
+    from lstm_inspect.errors import LstmInspectError
+    from lstm_inspect.ops import BuildContext, Tensor, op_for
+    from lstm_inspect.reading import StoredArray
+
+    rnd = random.Random(seed)
+    data = np.random.default_rng(seed)
+    for _ in range(trials):
+        class_name = rnd.choice(class_names)
+        config = {key: rnd.choice(GARBAGE) for key in rnd.sample(GARBAGE_KEYS, rnd.randrange(0, 5))}
+        weights = {
+            name: StoredArray(name=name, path=name, array=data.normal(size=rnd.choice([(), (3,), (4,), (5, 3), (2, 2, 3)]))
+                              .astype("float32"))
+            for name in GARBAGE_WEIGHTS if rnd.random() < 0.7
+        }
+        spec = LayerSpec(name="x", class_name=class_name, config=config, keras_name="x")
+        ctx = BuildContext(spec, weights, label="f", dtype=np.dtype("float32"), hard_sigmoid="keras3", warn=lambda m: None)
+        try:
+            layer = op_for(class_name).build(ctx)
+        except (LstmInspectError, ValueError, TypeError, KeyError, IndexError, OverflowError):
+            continue  # what compile_model reports in one line
+        for shape in [(2, 5, 3), (2, 3), (2, 4, 5, 3), (2, 3, 4, 5, 3)]:
+            mask = np.ones(shape[:2], bool) if len(shape) == 3 and rnd.random() < 0.3 else None
+            try:
+                outputs = layer.apply([Tensor(data.normal(size=shape).astype("float32"), mask)])
+            except (LstmInspectError, ValueError, IndexError):
+                continue  # what Program.run reports in one line
+            assert all(out.value.dtype == np.float32 for out in outputs), (class_name, config)

@@ -12,6 +12,7 @@ from ops_keras import (
     assert_bad_setting_refused,
     assert_cli_predict_equals_keras,
     assert_edited_file_equals_keras3,
+    assert_garbage_settings_refused,
     assert_replay_equals_keras,
     assert_trace_equals_keras,
     branches,
@@ -192,3 +193,12 @@ def test_missing_settings_take_keras_defaults(built, tmp_path, case_id, layer, r
 )
 def test_bad_settings_are_one_line_errors(built, tmp_path, case_id, layer, changes, words):
     assert_bad_setting_refused(built[case_id], tmp_path, layer, changes, ModelFileError, words)
+
+def test_garbage_settings_never_crash():
+    """Random garbage in the config and weights of these layers ends in a one-line error or a result."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # inf/NaN settings overflow float32, as in Keras
+        assert_garbage_settings_refused(
+            ["ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "ThresholdedReLU"], trials=3000, seed=11)

@@ -16,6 +16,7 @@ from ops_keras import (
     assert_bad_setting_refused,
     assert_cli_predict_equals_keras,
     assert_edited_file_equals_keras3,
+    assert_garbage_settings_refused,
     assert_replay_equals_keras,
     assert_trace_equals_keras,
     branches,
@@ -320,3 +321,14 @@ def test_identities_at_inference_equal_keras(identities, case_id, backend, suffi
     for output in case.expected(backend):
         np.testing.assert_array_equal(output, case.x)
     assert_replay_equals_keras(case, backend, suffix)
+
+
+def test_garbage_settings_never_crash():
+    """Random garbage in the config and weights of these layers ends in a one-line error or a result."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # inf/NaN settings overflow float32, as in Keras
+        assert_garbage_settings_refused(
+            ["Normalization", "Rescaling", "BatchNormalization", "LayerNormalization", "UnitNormalization",
+     "GroupNormalization", "RMSNormalization"], trials=3000, seed=13)

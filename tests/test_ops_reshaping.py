@@ -15,6 +15,7 @@ from ops_keras import (
     api_input,
     assert_bad_setting_refused,
     assert_cli_predict_equals_keras,
+    assert_garbage_settings_refused,
     assert_replay_equals_keras,
     assert_trace_equals_keras,
     branches,
@@ -281,3 +282,14 @@ def test_bad_setting_on_the_command_line(built, tmp_path):
     lines = result.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "repeat" in lines[0] and "Traceback" not in lines[0], lines
     assert not out.exists() and result.stdout == b""
+
+
+def test_garbage_settings_never_crash():
+    """Random garbage in the config and weights of these layers ends in a one-line error or a result."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # inf/NaN settings overflow float32, as in Keras
+        assert_garbage_settings_refused(
+            ["Reshape", "Permute", "Flatten", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D",
+     "Cropping3D", "UpSampling1D", "UpSampling2D", "UpSampling3D", "RepeatVector"], trials=3000, seed=9)

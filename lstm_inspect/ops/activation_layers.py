@@ -116,8 +116,9 @@ class Softmax(Layer):
     def apply(self, inputs: list[Tensor]) -> list[Tensor]:
         x, mask = inputs[0].value, inputs[0].mask
         axes = self.axis if isinstance(self.axis, tuple) else (self.axis,)
-        if any(not -x.ndim <= a < x.ndim for a in axes):
-            raise InputDataError(f"layer '{self.name}' (Softmax): axis {self.axis} is outside its input of shape {x.shape}")
+        if any(not -x.ndim <= a < x.ndim for a in axes) or len({a % x.ndim for a in axes}) != len(axes):
+            raise InputDataError(f"layer '{self.name}' (Softmax): axis {self.axis} does not name distinct axes of its "
+                                 f"input of shape {x.shape}")
         if mask is not None:
             if mask.shape != x.shape:
                 raise InputDataError(

@@ -153,17 +153,25 @@ def build_normalization(ctx: BuildContext) -> Layer:
 class Rescaling(Layer):
     """``x·scale + offset``; a list of scales or offsets applies along the last axes."""
 
-    def __init__(self, scale: NDArray, offset: NDArray) -> None:
-        self.scale, self.offset = scale, offset
+    def __init__(self, name: str, scale: NDArray, offset: NDArray) -> None:
+        self.name, self.scale, self.offset = name, scale, offset
 
     def apply(self, inputs: list[Tensor]) -> list[Tensor]:
         x = inputs[0].value
-        return self.wrap(inputs, (x * self.scale + self.offset).astype(x.dtype, copy=False))
+        try:
+            y = x * self.scale + self.offset
+        except ValueError:
+            y = None
+        if y is None or y.shape != x.shape:
+            raise InputDataError(f"layer '{self.name}' (Rescaling): scale {self.scale.shape} and offset "
+                                 f"{self.offset.shape} do not fit its input {x.shape}")
+        return self.wrap(inputs, y.astype(x.dtype, copy=False))
 
 
 @register("Rescaling")
 def build_rescaling(ctx: BuildContext) -> Layer:
-    return Rescaling(_config_array(ctx, "scale", ctx.get("scale")), _config_array(ctx, "offset", ctx.get("offset", 0.0)))
+    return Rescaling(ctx.name, _config_array(ctx, "scale", ctx.get("scale")),
+                     _config_array(ctx, "offset", ctx.get("offset", 0.0)))
 
 
 class BatchNorm(Layer):

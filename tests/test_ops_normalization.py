@@ -125,6 +125,14 @@ def _norms_lstm(K, L):
                           L.UnitNormalization(name="unit"))
 
 
+def _video_norms_lstm(K, L):
+    """Normalisation inside TimeDistributed: the wrapped layer's axes count on one frame's batch."""
+    td = L.TimeDistributed
+    return sequence_model(K, L, (4, 3, 5, 2), td(L.BatchNormalization(axis=1), name="td_bn"),
+                          td(L.LayerNormalization(axis=[1, 2]), name="td_ln"), td(L.GroupNormalization(groups=2), name="td_gn"),
+                          td(L.Flatten(), name="td_flat"))
+
+
 def _masked_norms_lstm(K, L):
     """Masking -> normalisation layers -> LSTM: the mask passes through them (tf-keras: BN and LN)."""
     layers = [L.Masking(name="masking")]
@@ -167,11 +175,12 @@ CASES = [
     Case("group_norm_images", _group_norm_images, rng_input((2, 3, 4, 6), 38, scale=2.0)),
     Case("rms_norms", _rms_norms, rng_input((3, 5, 4), 39, scale=2.0), KERAS3),  # Keras 3 only
     Case("norms_lstm", _norms_lstm, rng_input((3, 6, 3), 40, scale=2.0)),
+    Case("video_norms_lstm", _video_norms_lstm, rng_input((2, 4, 3, 5, 2), 42, scale=2.0, loc=0.5)),
     Case("masked_norms_lstm", _masked_norms_lstm, _masked(SERIES_X[:3]), keep=("norm",)),
     Case("masked_rms_lstm", _masked_rms_lstm, _masked(rng_input((3, 6, 3), 41)), KERAS3),
 ]
 BY_ID = {case.id: case for case in CASES}
-TRACED = ["normalization_lstm", "norms_lstm", "masked_norms_lstm", "masked_rms_lstm"]
+TRACED = ["normalization_lstm", "norms_lstm", "video_norms_lstm", "masked_norms_lstm", "masked_rms_lstm"]
 
 
 @pytest.fixture(scope="module")

@@ -106,6 +106,15 @@ def _repeat_lstm(K, L):
     return sequence_model(K, L, (4,), L.RepeatVector(3, name="repeat"))
 
 
+def _video_lstm(K, L):
+    """Frames through TimeDistributed reshaping layers, flattened per frame, into an LSTM (a CNN-LSTM's shape)."""
+    td = L.TimeDistributed
+    return sequence_model(K, L, (4, 5, 6, 2), td(L.ZeroPadding2D(((1, 0), (0, 1))), name="td_pad"),
+                          td(L.UpSampling2D(2, interpolation="bilinear"), name="td_up"),
+                          td(L.Cropping2D(((1, 2), (2, 1))), name="td_crop"), td(L.Flatten(), name="td_flat"),
+                          L.Dense(6, name="dense"))
+
+
 def _masking_then(layer_name):
     """Masking -> a reshaping layer -> LSTM: Keras 3 drops the mask at the reshaping layer, so the
     LSTM runs every step (tf-keras refuses to build such a model)."""
@@ -139,11 +148,12 @@ CASES = [
     Case("three_d_last", lambda K, L: _three_d(K, L, "channels_last"), rng_input((2, 4, 5, 6, 3), 12)),
     Case("three_d_first", lambda K, L: _three_d(K, L, "channels_first"), rng_input((2, 4, 5, 6, 3), 13)),
     Case("repeat_lstm", _repeat_lstm, rng_input((3, 4), 14)),
+    Case("video_lstm", _video_lstm, rng_input((2, 4, 5, 6, 2), 17)),
     Case("masking_reshape", _masking_then("reshape"), _masked_input(15), KERAS3),
     Case("masking_pad", _masking_then("pad"), _masked_input(16), KERAS3),
 ]
 BY_ID = {case.id: case for case in CASES}
-TRACED = ["reshape_lstm", "permute_lstm", "pad_lstm", "repeat_lstm", "masking_reshape", "masking_pad"]
+TRACED = ["reshape_lstm", "permute_lstm", "pad_lstm", "repeat_lstm", "video_lstm", "masking_reshape", "masking_pad"]
 
 
 @pytest.fixture(scope="module")

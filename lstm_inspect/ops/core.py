@@ -1,4 +1,5 @@
-"""Core layers: the inference-time identities, Dense, Activation, Masking and Embedding."""
+"""Core layers: the inference-time identities (dropout, noise, Identity, image augmentations), Dense, Activation,
+Masking and Embedding."""
 
 from __future__ import annotations
 
@@ -19,6 +20,37 @@ IDENTITIES = (
     "GaussianDropout",
     "AlphaDropout",
     "ActivityRegularization",
+    "Identity",  # keras.layers.Identity (Keras 3 and tf-keras)
+)
+
+
+# Image augmentation layers: they act only in training; at inference they return their input
+# (Keras 3 and tf-keras: RandomFlip ... RandomBrightness; the rest Keras 3 only).  They do not support
+# masking, so a mask ends there.  (RandomCrop is not one of them: tf-keras crops at inference.)
+AUGMENTATIONS = (
+    "RandomFlip",
+    "RandomRotation",
+    "RandomTranslation",
+    "RandomZoom",
+    "RandomContrast",
+    "RandomBrightness",
+    "RandomGrayscale",
+    "RandomHue",
+    "RandomSaturation",
+    "RandomSharpness",
+    "RandomShear",
+    "RandomColorJitter",
+    "RandomColorDegeneration",
+    "RandomInvert",
+    "RandomPosterization",
+    "RandomErasing",
+    "RandomGaussianBlur",
+    "RandomPerspective",
+    "RandomElasticTransform",
+    "AugMix",
+    "CutMix",
+    "MixUp",
+    "RandAugment",
 )
 
 
@@ -32,6 +64,11 @@ class Identity(Layer):
 @register(*IDENTITIES)
 def build_identity(ctx: BuildContext) -> Layer:
     return Identity()
+
+
+@register(*AUGMENTATIONS)
+def build_augmentation(ctx: BuildContext) -> Layer:
+    return FunctionLayer(lambda x: x, keeps_mask=False)
 
 
 class Dense(Layer):

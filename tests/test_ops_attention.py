@@ -168,16 +168,16 @@ MODELS = {
 }
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """(model name, backend) -> (live Keras model, {suffix: path}, inputs, Keras outputs)."""
-    folder = tmp_path_factory.mktemp("attention")
+def model_builder(folder, models):
+    """``get(name, backend)`` -> (live Keras model, {suffix: path}, inputs, Keras outputs) for the
+    ``models`` table (name -> (build(K, L, keras3), inputs())): built with seeded random weights,
+    saved (Keras 3: .keras and .h5; tf-keras: .h5), run by Keras, each once."""
     cache = {}
 
     def get(name: str, backend: str):
         if (name, backend) not in cache:
             K, L = keras_module(backend)
-            build, inputs = MODELS[name]
+            build, inputs = models[name]
             model = build(K, L, backend == "keras3")
             randomise(model, seed=len(name) * 7 + (backend == "tfkeras"))
             paths = {}
@@ -189,6 +189,27 @@ def built(tmp_path_factory):
         return cache[name, backend]
 
     return get
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return model_builder(tmp_path_factory.mktemp("attention"), MODELS)
+
+
+def cli_predict(path, x: np.ndarray, folder) -> np.ndarray:
+    """`lstm-inspect predict PATH X.npy --format csv` in a subprocess: (N, T, k) for one sequence output."""
+    import io
+
+    import pandas as pd
+
+    data = folder / "x.npy"
+    np.save(data, x)
+    result = run_cli("predict", path, data, "--format", "csv")
+    assert result.returncode == 0, result.stderr.decode()
+    table = pd.read_csv(io.StringIO(result.stdout.decode()))
+    outputs = [c for c in table.columns if c.startswith("y_")]
+    assert list(table.columns) == ["sequence", "t"] + outputs
+    return table[outputs].to_numpy().reshape(x.shape[0], x.shape[1], len(outputs))
 
 
 def our_predict(path, xs, dtype=np.float32) -> list[np.ndarray]:
@@ -310,19 +331,8 @@ def test_residual_block_predict_and_trace(built, backend, suffix):
 
 @pytest.mark.parametrize("backend, suffix", [("keras3", "keras"), ("tfkeras", "h5")])
 def test_cli_predict_equals_keras(built, tmp_path, backend, suffix):
-    import io
-
-    import pandas as pd
-
     _, paths, xs, expected = built("residual", backend)
-    data = tmp_path / "x.npy"
-    np.save(data, xs[0])
-    result = run_cli("predict", paths[suffix], data, "--format", "csv")
-    assert result.returncode == 0, result.stderr.decode()
-    table = pd.read_csv(io.StringIO(result.stdout.decode()))
-    assert list(table.columns) == ["sequence", "t", "y_0", "y_1"]
-    got = table[["y_0", "y_1"]].to_numpy().reshape(N, T_Q, 2)
-    np.testing.assert_allclose(got, expected[0], atol=TOL)
+    np.testing.assert_allclose(cli_predict(paths[suffix], xs[0], tmp_path), expected[0], atol=TOL)
 
 
 # ------------------------------------------------------------------ how the files store them

@@ -299,9 +299,10 @@ class _Binder:
         if spec.class_name == "TimeDistributed" and "layer" in spec.children:
             self._assign_named(spec.children["layer"], arrays)
             return
-        self.weights[spec.name] = {
-            _keras1_key(key, spec): array for key, array in zip(_unique_keys([a.name for a in arrays]), arrays)
-        }
+        keys = _unique_keys([a.name for a in arrays])
+        if (self.file.keras_major or 1) < 2:  # only Keras 1 prefixed weight names with the layer's
+            keys = [_keras1_key(key, spec) for key in keys]  # (Attention 'concat': 'concat_score_weight')
+        self.weights[spec.name] = dict(zip(keys, arrays))
 
     # -- Keras 3 trees ---------------------------------------------------------------
 

@@ -562,7 +562,8 @@ class _OpBuilder:
             raise self._stuck(spec, "cannot be replayed (not a layer lstm-inspect knows; a custom layer is never run)")
         context = BuildContext(spec, self.model.weights.get(spec.name, {}), label=self.model.label, dtype=self.dtype,
                                hard_sigmoid=self.hard, warn=self.model.warn,
-                               child_weights=lambda name: self.model.weights.get(name, {}))
+                               child_weights=lambda name: self.model.weights.get(name, {}),
+                               keras_major=self.model.keras_major)
         return FeedForwardOp(definition.build(context))
 
     def _stuck(self, spec: LayerSpec, reason: str) -> UnsupportedLayer:

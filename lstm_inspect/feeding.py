@@ -79,7 +79,7 @@ def stateful_batch_shape(model: Model) -> tuple[int, int | None] | None:
     if not any(layer.stateful for layer in model.recurrent_layers()):
         return None
     shape = model.graph.input_shape
-    steps = shape[0] if shape else None
+    steps = shape[0] if shape and len(shape) >= 2 else None
     return int(batch), (int(steps) if steps else None)
 
 
@@ -143,7 +143,7 @@ def _plan_note(model: Model, feed: Feed, rows: int) -> str:
 def length_warning(model: Model, sequences: Sequence[InputSequence]) -> str | None:
     """A one-line warning when the input's length differs from the steps the input layer fixes."""
     shape = model.graph.input_shape
-    steps = shape[0] if shape and len(shape) >= 1 else None
+    steps = shape[0] if shape and len(shape) >= 2 else None  # (D,) is one vector per sequence: no time axis
     if not steps:
         return None
     lengths = sorted({s.values.shape[0] for s in sequences})

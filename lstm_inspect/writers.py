@@ -185,27 +185,27 @@ def _write_large(blocks: Iterator[Block], columns: Sequence[str], fmt: str, stre
 
 
 def _write_text(frames: Iterator, fmt: str, stream: BinaryIO) -> None:
-    """Format each frame into a buffer with polars (its threads, no GIL), then write it to ``stream``."""
+    """Format each frame with polars (in its own threads, without the GIL) straight into ``stream``;
+    JSON goes through a buffer, to join the objects into one array."""
     import io
 
-    buffer = io.BytesIO()
+    target = _RaisingWriter(stream)
     array = smalltext.JsonArray(stream) if fmt == "json" else None
+    buffer = io.BytesIO()  # reused: only the first frames make it grow
     if array is not None:
         array.start()
     first = True
     for frame in frames:
-        buffer.seek(0)
-        buffer.truncate()
         if fmt == "csv":
-            frame.write_csv(buffer, include_header=first)
+            target.call(lambda frame=frame, header=first: frame.write_csv(target, include_header=header))
+        elif array is None:
+            target.call(lambda frame=frame: frame.write_ndjson(target))
         else:
+            buffer.seek(0)
             frame.write_ndjson(buffer)
+            with buffer.getbuffer() as view:
+                array.write(view[: buffer.tell()])
         first = False
-        with buffer.getbuffer() as view:
-            if array is not None:
-                array.write(view)
-            else:
-                stream.write(view)
     if array is not None:
         array.end()
 

@@ -24,7 +24,6 @@ import io
 import json
 import os
 import pickle
-import zipfile
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, ClassVar
 
@@ -504,7 +503,7 @@ def _walk_group(group, key: str, path: str, label: str, budget: _Budget, depth: 
     return node
 
 
-def _read_member(archive: zipfile.ZipFile, member: str, limit: int, label: str) -> bytes:
+def _read_member(archive, member: str, limit: int, label: str) -> bytes:
     try:
         info = archive.getinfo(member)
     except KeyError:
@@ -537,6 +536,8 @@ def _read_member(archive: zipfile.ZipFile, member: str, limit: int, label: str) 
 
 
 def _read_keras_archive(path: str) -> ModelFile:
+    import zipfile  # here: the command line's parent process never reads an archive itself
+
     label = os.path.basename(path)
     try:
         archive = zipfile.ZipFile(path)

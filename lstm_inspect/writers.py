@@ -101,8 +101,9 @@ def open_output(path: str | None, protect: Sequence[str] = ()) -> Iterator[Binar
                 os.unlink(temp)
 
 
-# Below this many rows an output is formatted by ``smalltext`` rather than polars: importing polars costs
-# about 0.2 s of CPU, which smalltext (about 1 µs a value) spends only at ~20,000 rows of ten values.
+# Below this many rows an output is formatted by ``smalltext`` rather than polars.  Measured on a 2-core
+# machine: importing polars costs 0.1-0.25 s of CPU (more than a ten-row `trace` takes in all); smalltext
+# spends 4-7 µs on a trace row of ten values (1.5 µs on a `weights` row), so at most 0.04-0.07 s here.
 SMALL_OUTPUT_ROWS = 10_000
 # Frames waiting for the writer thread: one being formatted, one ready (about 5 MB each for a trace).
 QUEUE_DEPTH = 2

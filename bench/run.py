@@ -167,6 +167,8 @@ def engine_run(program, x: np.ndarray) -> None:
 
 
 def bench_engine(name: str, units: int, features: int, sequences: int, steps: int, runs: int, work: Path) -> Row:
+    from threadpoolctl import threadpool_limits
+
     import lstm_inspect as li
     from lstm_inspect.engine import ReplayOptions, compile_model
     from lstm_inspect.parallel import plan_threads
@@ -191,8 +193,11 @@ def bench_engine(name: str, units: int, features: int, sequences: int, steps: in
         engine_runs.append(median_time(lambda: engine_run(program, x), 1))
         keras_runs.append(median_time(lambda: keras_model.predict(x, batch_size=sequences, verbose=0), 1))
         naive_runs.append(median_time(lambda: naive_trace(x, kernel, recurrent, bias), 1))
-        if one_thread is not None:
-            one_runs.append(median_time(lambda: engine_run(one_thread, x), 1))
+        if one_thread is not None:  # the split's own gain: one thread, BLAS held to one thread as in the split
+            with threadpool_limits(1, user_api="blas"):
+                one_runs.append(median_time(lambda: engine_run(one_thread, x), 1))
+    # One thread with OpenBLAS left at its default thread count (what threadpoolctl prevents), once.
+    default_blas = median_time(lambda: engine_run(one_thread, x), 1) if one_thread is not None else None
     t_engine, t_keras, t_naive = (statistics.median(r) for r in (engine_runs, keras_runs, naive_runs))
     total = sequences * steps
     vs_keras, vs_naive = t_keras / t_engine, t_naive / t_engine
@@ -202,7 +207,8 @@ def bench_engine(name: str, units: int, features: int, sequences: int, steps: in
     split = ""
     if one_runs:
         t_one = statistics.median(one_runs)
-        split = f"; {threads} threads, one thread {t_one:.2f} s: the split gains {t_one / t_engine:.2f}×"
+        split = (f"; {threads} threads, one thread {t_one:.2f} s: the split gains {t_one / t_engine:.2f}×; "
+                 f"one thread with OpenBLAS at its default thread count {default_blas:.2f} s")
     if sequences > 1:
         floor = blas_floor(sequences, units, steps)
         split += f"; BLAS floor (the step products h·recurrent_kernel alone, one thread) {floor:.2f} s"

@@ -391,7 +391,7 @@ def _onnx_activation(name: str, hard: str, layer: str) -> tuple[str, list[float]
 
 def _json_array(array: NDArray) -> bytes:
     """An array as nested JSON lists; float32 values in their shortest round-trip form."""
-    from .smalltext import column_cells
+    from .writers import json_numbers
 
     array = np.asarray(array)
     if array.ndim == 0:
@@ -399,7 +399,7 @@ def _json_array(array: NDArray) -> bytes:
     if array.size == 0:
         return json.dumps(array.tolist()).encode()
     if array.dtype == np.float32:
-        cells = [cell.encode() for cell in column_cells(array.reshape(-1), array.size, json_style=True)]
+        cells = json_numbers(array)
     else:
         cells = [json.dumps(v if isinstance(v, (int, bool)) or np.isfinite(v) else None).encode()
                  for v in array.reshape(-1).tolist()]

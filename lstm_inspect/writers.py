@@ -136,6 +136,17 @@ def write_blocks(blocks: Iterable[Block], columns: Sequence[str], fmt: str, stre
     return _write_large(itertools.chain(head, merged), columns, fmt, stream)
 
 
+def json_numbers(values: np.ndarray) -> list[bytes]:
+    """Float values as JSON numbers, in the text format of every output; NaN and infinities as ``null``."""
+    flat = np.asarray(values).reshape(-1)
+    if flat.size < SMALL_OUTPUT_ROWS:
+        return [cell.encode() for cell in smalltext.column_cells(flat, flat.size, json_style=True)]
+    import polars as pl
+
+    text = pl.DataFrame([pl.Series("v", flat, nan_to_null=True)]).write_csv(include_header=False)
+    return [cell if cell not in (b"", b"inf", b"-inf") else b"null" for cell in text.encode().split(b"\n")[:-1]]
+
+
 def _check_columns(block: Block, columns: Sequence[str]) -> None:
     if list(block.columns) != list(columns):
         raise AssertionError(f"block columns {block.columns} differ from the header {list(columns)}")

@@ -292,6 +292,22 @@ def test_both_writers_write_the_same_bytes(monkeypatch, block, fmt):
             assert row[5] == ("" if name is None else name)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_json_numbers_both_ways(dtype, monkeypatch):
+    """``json_numbers`` (export's JSON): the same text from smalltext and from polars, null for NaN/inf."""
+    values = np.concatenate([float32_samples()[:3000], [np.nan, np.inf, -np.inf]]).astype(dtype)
+    monkeypatch.setattr(writers, "SMALL_OUTPUT_ROWS", 10**12)
+    small = writers.json_numbers(values)
+    monkeypatch.setattr(writers, "SMALL_OUTPUT_ROWS", 0)
+    large = writers.json_numbers(values)
+    assert small == large
+    assert small[-3:] == [b"null"] * 3
+    finite = np.isfinite(values)
+    assert [cell for cell, ok in zip(small, finite) if not ok] == [b"null"] * int((~finite).sum())
+    back = np.array(json.loads(b"[" + b",".join(c for c, ok in zip(small, finite) if ok) + b"]"), dtype=dtype)
+    assert np.array_equal(back, values[finite])
+
+
 def test_header_quoting_is_the_same(monkeypatch):
     names = ["plain", "a,b", 'say "hi"', "two\nlines", "é"]
     data = [np.arange(2)] * len(names)

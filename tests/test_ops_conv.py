@@ -494,7 +494,7 @@ def test_conv_maths_equals_a_float64_loop_for_large_windows():
 # ------------------------------------------------------------------ bad files and inputs
 
 
-def _rewrite_config(source: Path, target: Path, layer: str, **changes) -> Path:
+def rewrite_config(source: Path, target: Path, layer: str, **changes) -> Path:
     """A copy of a Keras 3 .h5 whose config gives ``layer`` the ``changes``."""
     target.write_bytes(source.read_bytes())
     with h5py.File(target, "r+") as f:
@@ -522,7 +522,7 @@ BAD_SETTINGS = [
 @pytest.mark.parametrize("layer, changes, word", BAD_SETTINGS)
 def test_bad_settings_are_one_line_errors(cases, tmp_path, layer, changes, word):
     case = cases("conv1d", "keras3")
-    path = _rewrite_config(case.paths["h5"], tmp_path / "bad.h5", layer, **changes)
+    path = rewrite_config(case.paths["h5"], tmp_path / "bad.h5", layer, **changes)
     with pytest.raises(ModelFileError) as error:
         li.predict(li.load_model(str(path)), case.x)
     message = str(error.value)
@@ -531,7 +531,7 @@ def test_bad_settings_are_one_line_errors(cases, tmp_path, layer, changes, word)
 
 def test_bad_setting_through_the_command_exits_2_with_one_line(cases, tmp_path):
     case = cases("conv1d", "keras3")
-    path = _rewrite_config(case.paths["h5"], tmp_path / "bad.h5", "same_stride2", strides=[-2])
+    path = rewrite_config(case.paths["h5"], tmp_path / "bad.h5", "same_stride2", strides=[-2])
     source = tmp_path / "x.npy"
     np.save(source, case.x)
     output = tmp_path / "out.csv"

@@ -516,6 +516,8 @@ BAD_SETTINGS = [
     pytest.param("valid_relu", {"data_format": "channels_middle"}, "data_format", id="unknown-data-format"),
     pytest.param("separable", {"depth_multiplier": 3}, "depth_multiplier", id="depth-multiplier-disagrees"),
     pytest.param("transpose_same", {"output_padding": [-1]}, "output_padding", id="negative-output-padding"),
+    pytest.param("transpose_same", {"strides": [10**9]}, "strides", id="transpose-output-too-large"),
+    pytest.param("causal_dilated", {"dilation_rate": [2.0]}, "dilation_rate", id="float-dilation"),
 ]
 
 

@@ -18,6 +18,7 @@ warning; tf-keras refuses to build such a model).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -27,7 +28,13 @@ from numpy.typing import NDArray
 
 from ..errors import InputDataError
 from .base import BuildContext, Layer, Tensor, register, with_bias
-from .convolution import conv, conv_transpose, depthwise_conv, output_size
+from .convolution import (
+    conv,
+    conv_transpose,
+    depthwise_conv,
+    output_size,
+    transpose_output_size,
+)
 
 PADDINGS_1D = ("valid", "same", "causal")
 PADDINGS = ("valid", "same")
@@ -81,12 +88,12 @@ def channels_first(ctx: BuildContext) -> bool:
 class SpatialLayer(Layer):
     """A layer over (N, *spatial, C) tensors (or (N, C, *spatial) with channels_first).
 
-    Subclasses set ``rank`` and implement ``compute`` on channels-last values;
-    ``apply`` checks the input's rank and moves the channels axis both ways.
+    ``rank`` (1, 2, 3) comes from the class name.  Subclasses implement
+    ``compute`` on channels-last values; ``apply`` checks the input's rank and
+    moves the channels axis both ways.
     """
 
     keeps_mask = False
-    rank = 1
 
     def __init__(self, ctx: BuildContext) -> None:
         self.where = ctx.where
@@ -185,6 +192,11 @@ class Conv(_Conv):
         return self.activation(y)
 
 
+# A transposed convolution's output grows with its strides, dilation and output_padding: more values than
+# this per sequence come from settings no model uses, and would only exhaust memory.
+MAX_TRANSPOSE_OUTPUT = 2**28
+
+
 class ConvTranspose(_Conv):
     """Conv1DTranspose / 2D / 3D: the adjoint of a convolution (``convolution.conv_transpose``)."""
 
@@ -196,9 +208,16 @@ class ConvTranspose(_Conv):
         extra = ctx.get("output_padding")
         self.output_padding = None if extra is None else int_tuple(ctx, "output_padding", self.rank, 0, minimum=0)
         self.bias_value = self.bias(ctx, filters)
+        self.bad_file = ctx.bad_file
 
     def compute(self, x: NDArray) -> NDArray:
         self.check_channels(x, self.weights.shape[-1])
+        extra = self.output_padding or (None,) * self.rank
+        sizes = [transpose_output_size(n, k, s, d, self.padding, e) for n, k, s, d, e in
+                 zip(x.shape[1:-1], self.weights.shape[:-2], self.strides, self.dilation, extra)]
+        if math.prod(sizes) * self.weights.shape[-2] > MAX_TRANSPOSE_OUTPUT:
+            raise self.bad_file(f"strides {list(self.strides)}, dilation_rate {list(self.dilation)} and "
+                                f"output_padding make an output of shape {tuple(sizes)} per sequence; refused")
         y = conv_transpose(x, self.weights, strides=self.strides, padding=self.padding, dilation=self.dilation,
                            output_padding=self.output_padding, bias=self.bias_value)
         return self.activation(y)

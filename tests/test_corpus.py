@@ -33,11 +33,7 @@ CUSTOM = {"textgenrnn_weights.hdf5"}
 
 
 # Files not served yet, with the layer that stops them (strict: the mark fails once they work).
-PENDING: dict[str, str] = {
-    "g1213123_conv1d_lstm_k3.2.h5": "Conv1D and MaxPooling1D are not replayed yet",
-    "cdt406_emg_unrolled_lstm_k3.9.keras": "Reshape is not replayed yet",
-    "iam-pranjal_har_convlstm2d.h5": "MaxPooling3D is not replayed yet",
-}
+PENDING: dict[str, str] = {}
 
 
 def _ids(entries):

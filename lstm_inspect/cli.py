@@ -1,40 +1,52 @@
 """The ``lstm-inspect`` command line: parse options, call the API, pick a writer.
 
-Exit status: 0 success; 1 a ``verify`` mismatch; 2 a usage error or a bad
-model/input file (one line on stderr, no traceback); 3 an internal error
-(one line, rerun with --debug for the traceback).
+Each command turns its options into arguments, calls one function of
+``outputs`` (which returns the blocks it prints and their terminal view) and
+hands the result to ``writers``.  Options shared by several commands are
+declared once, below, as decorators; several of them arrive in the command
+as one object (``model``, ``inputs``, ``replay``).  The group makes the one
+:class:`~lstm_inspect.terminal.Terminal` of the run, which the commands pass
+down.  Errors are turned into one line and an exit status in one place,
+:func:`main`:
+
+0 success; 1 a ``verify`` mismatch; 2 a usage error or a bad model/input file
+(one line on stderr, no traceback); 3 an internal error (one line, rerun with
+--debug for the traceback); 128 + the signal (130, 143, 129) for a run
+stopped by Ctrl-C, SIGTERM or SIGHUP.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
-from typing import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from . import __version__
-from .errors import ExitStatus, Interrupted, LstmInspectError
+from .errors import SIGNAL_STATUS_BASE, ExitStatus, Interrupted, LstmInspectError, PipeClosed
+from .terminal import Terminal
 
-INTERNAL_ERROR = ExitStatus.INTERNAL
+if TYPE_CHECKING:
+    from .engine import ReplayOptions
+    from .inputs import InputFiles
+    from .model import Model
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class VerifyMismatch(Exception):
     """``verify`` found a difference above the tolerance: exit status 1."""
 
 
-class PipeClosed(Exception):
-    """The reader of stdout went away (``| head``): stop quietly with status 0.
-
-    Raised instead of BrokenPipeError because Click turns an EPIPE OSError
-    into exit status 1.
-    """
-
-TABLE_FORMATS = ["table", "csv", "json", "ndjson", "parquet"]
-VERIFY_FORMATS = ["table", "csv", "json", "ndjson"]
-PLOT_FORMATS = ["png", "svg", "pdf"]
-EXPORT_FORMATS = ["npz", "json"]
+TABLE_FORMATS = ("table", "csv", "json", "ndjson", "parquet")
+VERIFY_FORMATS = ("table", "csv", "json", "ndjson")
+PLOT_FORMATS = ("png", "svg", "pdf")
+EXPORT_FORMATS = ("npz", "json")
 INTERRUPTED = "Stopped by Ctrl-C, SIGTERM or SIGHUP: status 130, 143 or 129, and nothing written to -o FILE."
 
 
@@ -52,9 +64,6 @@ def epilog(formats: Sequence[str] | None, *, mismatch: bool = False, output: str
     return "\n".join(lines) + "\n"
 
 
-EPILOG = epilog(None, mismatch=True)
-
-
 # ------------------------------------------------------------------ option types
 
 
@@ -63,7 +72,8 @@ class UnitsType(click.ParamType):
 
     name = "units"
 
-    def convert(self, value, param, ctx):
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> list[int]:
+        """The sorted unit numbers; a usage error (status 2) for anything else."""
         if isinstance(value, list):
             return value
         units: list[int] = []
@@ -94,7 +104,8 @@ class PositionType(click.ParamType):
 
     name = "position"
 
-    def convert(self, value, param, ctx):
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, ...]:
+        """The coordinates, 1 to 3 of them, from 0."""
         if isinstance(value, tuple):
             return value
         try:
@@ -111,7 +122,8 @@ class NamesType(click.ParamType):
 
     name = "list"
 
-    def convert(self, value, param, ctx):
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> list[str]:
+        """The non-empty names of a comma list."""
         if isinstance(value, list):
             return value
         names = [part.strip() for part in str(value).split(",") if part.strip()]
@@ -120,14 +132,30 @@ class NamesType(click.ParamType):
         return names
 
 
+class DelimiterType(click.ParamType):
+    """``--delimiter``: one character, or ``tab``, ``space``, ``whitespace``."""
+
+    name = "char"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str | None:
+        """The delimiter as ``inputs`` takes it."""
+        from .inputs import parse_delimiter
+
+        try:
+            return parse_delimiter(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 class AliasOption(click.Option):
     """An option that also answers to older spellings (``aliases``), which --help does not show."""
 
-    def __init__(self, *args, aliases: Sequence[str] = (), **kwargs) -> None:
+    def __init__(self, *args: Any, aliases: Sequence[str] = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.aliases = tuple(aliases)
 
-    def get_help_record(self, ctx):
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        """The help line, without the aliases."""
         shown, self.opts = self.opts, [name for name in self.opts if name not in self.aliases]
         try:
             return super().get_help_record(ctx)
@@ -135,84 +163,212 @@ class AliasOption(click.Option):
             self.opts = shown
 
 
-def _merged_names(ctx, param, value):
+# ------------------------------------------------------------------ shared options
+
+
+def _merged_names(ctx: click.Context, param: click.Parameter, value: Any) -> list[str] | None:
     from .selection import merge_names
 
     return merge_names(value)
 
 
-def _merged_units(ctx, param, value):
+def _merged_units(ctx: click.Context, param: click.Parameter, value: Any) -> list[int] | None:
     if not value:
         return None
     return sorted({unit for units in value for unit in units})
 
 
-def layer_option(help_text: str = "Only these recurrent layers (comma list, repeatable; a Bidirectional's name selects both directions)."):
-    return click.option("--layer", "layer_names", multiple=True, metavar="NAME[,NAME]", callback=_merged_names,
-                        help=help_text)
-
-
-def gates_option(help_text: str):
-    return click.option("--gates", "--gate", "gates", cls=AliasOption, aliases=("--gate",), multiple=True,
-                        type=NamesType(), metavar="i,f", callback=_merged_names, help=help_text)
-
-
-def units_option(help_text: str = "Only these units (comma list of numbers and ranges, repeatable)."):
-    return click.option("--units", "units", multiple=True, type=UnitsType(), metavar="0,3-5", callback=_merged_units,
-                        help=help_text)
-
-
-def output_options(formats: Sequence[str]):
-    def decorator(fn):
-        fn = click.option(
-            "-o", "--output", metavar="FILE", default=None,
-            help="Write to FILE (atomically) instead of stdout; '-' is stdout.",
-        )(fn)
-        fn = click.option(
-            "-f", "--format", "fmt", type=click.Choice(list(formats)), default=None,
-            help="Output format. Default: table on a terminal, csv when piped (or by the -o extension).",
-        )(fn)
-        return fn
-
-    return decorator
-
-
-def model_options(fn):
-    """The options that say how to read MODEL."""
-    return click.option(
-        "--config", "config_path", default=None, metavar="FILE",
-        help="The model's architecture as model.to_json() wrote it (Keras 1, 2, tf.keras or 3), for a weights-only MODEL.",
-    )(fn)
-
-
-def input_options(fn):
-    options = [
-        click.option("--from", "start", default=None, metavar="LAYER", help="Feed INPUT straight to LAYER (its input: (T, F) rows or an .npy of its shape) and replay from there: a way past layers that cannot be replayed."),
-        click.option("--header/--no-header", default=None, help="The CSV's first row is a header (default: detect)."),
-        click.option("--columns", type=NamesType(), default=None, metavar="A,B,C", help="Feature columns to use, in order (names or 1-based numbers)."),
-        click.option("--sequence-column", default=None, metavar="NAME", help="Column whose value splits the rows into sequences."),
-        click.option("--delimiter", default=None, metavar="CHAR", help="CSV field separator: a character, 'tab' or 'whitespace' (default: detected from the first lines: comma, tab, semicolon, pipe or whitespace)."),
-        click.option("--sequence-length", type=click.IntRange(min=1), default=None, metavar="K", help="Cut the input into consecutive sequences of K steps (with --stateful: a stateful model fed K steps per call)."),
-        click.option("--stateful/--no-stateful", "stateful", default=None, help="Carry the state from one sequence to the next, or never. Default: as the model says (a stateful model with a fixed batch shape (B, T, F) is fed samples of T steps, as Keras' predict does)."),
-        click.option("--initial-state", "initial_state", default=None, metavar="FILE", help="h0 (and c0) per layer: .npz with keys '<layer>/h', '<layer>/c', or JSON {layer: {h: [...], c: [...]}}."),
-        click.option("--hard-sigmoid", type=click.Choice(["keras2", "keras3"]), default=None, help="hard_sigmoid definition (default: that of the Keras version that saved the file)."),
-        click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True, help="Numeric type of the replay."),
-        click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N", help="Threads that step a batch of sequences (default: up to the CPUs, when the batch is wide enough to gain)."),
-        click.option("--activation", "assume_activation", default=None, metavar="NAME", help="Activation to assume where the file does not record it (weights-only files)."),
-        click.option("--recurrent-activation", "assume_recurrent_activation", default=None, metavar="NAME", help="Recurrent activation to assume where the file does not record it."),
-    ]
+def _apply(fn: Callable[..., Any], options: Sequence[Callable[[Any], Any]]) -> Any:
+    """Apply click decorators so that --help lists them in the order given."""
     for option in reversed(options):
         fn = option(fn)
     return fn
 
 
+def layer_option(fn: F) -> F:
+    """``--layer NAME[,NAME]`` (repeatable) -> ``layers``: a list of names, or None for all."""
+    return click.option("--layer", "layers", multiple=True, metavar="NAME[,NAME]", callback=_merged_names,
+                        help="Only these recurrent layers (comma list, repeatable; a Bidirectional's name selects "
+                             "both directions).")(fn)
+
+
+def gates_option(help_text: str) -> Callable[[F], F]:
+    """``--gates i,f`` (repeatable; ``--gate`` a hidden alias) -> ``gates``; the help says what the command takes."""
+    return click.option("--gates", "--gate", "gates", cls=AliasOption, aliases=("--gate",), multiple=True,
+                        type=NamesType(), metavar="i,f", callback=_merged_names, help=help_text)
+
+
+def units_option(help_text: str = "Only these units (comma list of numbers and ranges, repeatable).") -> Callable[[F], F]:
+    """``--units 0,3-5`` (repeatable) -> ``units``: sorted unit numbers, or None for all."""
+    return click.option("--units", "units", multiple=True, type=UnitsType(), metavar="0,3-5", callback=_merged_units,
+                        help=help_text)
+
+
+def output_options(formats: Sequence[str], *, required: bool = False,
+                   output_help: str = "Write to FILE (atomically) instead of stdout; '-' is stdout.",
+                   format_help: str = "Output format. Default: table on a terminal, csv when piped (or by the -o extension).",
+                   ) -> Callable[[F], F]:
+    """``-f/--format`` (only ``formats``) -> ``fmt``, and ``-o/--output FILE`` -> ``output``."""
+    return lambda fn: _apply(fn, [
+        click.option("-o", "--output", metavar="FILE", default=None, required=required, help=output_help),
+        click.option("-f", "--format", "fmt", type=click.Choice(list(formats)), default=None, help=format_help),
+    ])
+
+
+def model_argument(fn: F) -> F:
+    """``MODEL`` and ``--config FILE`` -> ``model``: the loaded Model (its warnings on stderr)."""
+
+    @functools.wraps(fn)
+    def load(*args: Any, model_path: str, config_path: str | None, **kwargs: Any) -> Any:
+        from .model import load_model
+
+        terminal = _terminal()
+        model = load_model(model_path, isolate=True, config=config_path)  # a file that crashes HDF5 is refused, not fatal
+        for warning in model.warnings:
+            terminal.warn(warning)
+        model.on_warning = terminal.warn  # later warnings (from the replay) as they arise
+        return fn(*args, model=model, **kwargs)
+
+    return _apply(load, [
+        click.argument("model_path", metavar="MODEL"),
+        click.option("--config", "config_path", default=None, metavar="FILE",
+                     help="The model's architecture as model.to_json() wrote it (Keras 1, 2, tf.keras or 3), for a "
+                          "weights-only MODEL."),
+    ])
+
+
+def input_arguments(fn: F) -> F:
+    """``INPUT...`` and how to read and feed it -> ``inputs``: an :class:`~lstm_inspect.inputs.InputFiles`."""
+
+    @functools.wraps(fn)
+    def collect(*args: Any, input_paths: Sequence[str], start: str | None, header: bool | None,
+                columns: Sequence[str] | None, sequence_column: str | None, delimiter: str | None,
+                sequence_length: int | None, stateful: bool | None, initial_state: str | None, **kwargs: Any) -> Any:
+        from .inputs import CsvOptions, InputFiles
+
+        csv = CsvOptions(header=header, columns=tuple(columns) if columns else None, sequence_column=sequence_column,
+                         delimiter=delimiter)
+        inputs = InputFiles(tuple(input_paths), csv, start=start, stateful=stateful, sequence_length=sequence_length,
+                            initial_state=initial_state)
+        return fn(*args, inputs=inputs, **kwargs)
+
+    return _apply(collect, [
+        click.argument("input_paths", metavar="INPUT...", nargs=-1, required=True),
+        click.option("--from", "start", default=None, metavar="LAYER", help="Feed INPUT straight to LAYER (its input: (T, F) rows or an .npy of its shape) and replay from there: a way past layers that cannot be replayed."),
+        click.option("--header/--no-header", default=None, help="The CSV's first row is a header (default: detect)."),
+        click.option("--columns", type=NamesType(), default=None, metavar="A,B,C", help="Feature columns to use, in order (names or 1-based numbers)."),
+        click.option("--sequence-column", default=None, metavar="NAME", help="Column whose value splits the rows into sequences."),
+        click.option("--delimiter", type=DelimiterType(), default=None, metavar="CHAR", help="CSV field separator: a character, 'tab' or 'whitespace' (default: detected from the first lines: comma, tab, semicolon, pipe or whitespace)."),
+        click.option("--sequence-length", type=click.IntRange(min=1), default=None, metavar="K", help="Cut the input into consecutive sequences of K steps (with --stateful: a stateful model fed K steps per call)."),
+        click.option("--stateful/--no-stateful", "stateful", default=None, help="Carry the state from one sequence to the next, or never. Default: as the model says (a stateful model with a fixed batch shape (B, T, F) is fed samples of T steps, as Keras' predict does)."),
+        click.option("--initial-state", "initial_state", default=None, metavar="FILE", help="h0 (and c0) per layer: .npz with keys '<layer>/h', '<layer>/c', or JSON {layer: {h: [...], c: [...]}}."),
+    ])
+
+
+def replay_options(*, numeric: bool = True) -> Callable[[F], F]:
+    """The replay's settings -> ``replay``: a ReplayOptions.  ``--hard-sigmoid``, ``--activation`` and
+    ``--recurrent-activation`` always; ``--dtype`` and ``--threads`` with ``numeric``."""
+
+    def decorator(fn: F) -> F:
+        @functools.wraps(fn)
+        def collect(*args: Any, hard_sigmoid: str | None, assume_activation: str | None,
+                    assume_recurrent_activation: str | None, dtype: str = "float32", threads: int | None = None,
+                    **kwargs: Any) -> Any:
+            import numpy as np
+
+            from .engine import ReplayOptions
+
+            replay = ReplayOptions(dtype=np.float64 if dtype == "float64" else np.float32, hard_sigmoid=hard_sigmoid,
+                                   threads=threads, assume_activation=assume_activation,
+                                   assume_recurrent_activation=assume_recurrent_activation)
+            return fn(*args, replay=replay, **kwargs)
+
+        options = [
+            click.option("--hard-sigmoid", type=click.Choice(["keras2", "keras3"]), default=None, help="hard_sigmoid definition (default: that of the Keras version that saved the file)."),
+            click.option("--activation", "assume_activation", default=None, metavar="NAME", help="Activation to assume where the file does not record it (weights-only files)."),
+            click.option("--recurrent-activation", "assume_recurrent_activation", default=None, metavar="NAME", help="Recurrent activation to assume where the file does not record it."),
+        ]
+        if numeric:
+            options += [
+                click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True, help="Numeric type of the replay."),
+                click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N", help="Threads that step a batch of sequences (default: up to the CPUs, when the batch is wide enough to gain)."),
+            ]
+        return _apply(collect, options)
+
+    return decorator
+
+
+QUIET = "lstm_inspect.quiet"  # ctx.meta key, shared by the group's context and the command's
+
+
+def _set_quiet(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.meta[QUIET] = True
+    return value
+
+
+def _quiet_option() -> click.Option:
+    """``-q/--quiet``, accepted by the group and by every command: no notes, no progress bars."""
+    return click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, callback=_set_quiet,
+                        help="No notes and no progress bars on stderr (errors and warnings still show).")
+
+
+def _terminal() -> Terminal:
+    """The run's Terminal (made by the group), or one for this process when a command runs alone."""
+    ctx = click.get_current_context(silent=True)
+    terminal = ctx.find_object(Terminal) if ctx is not None else None
+    return terminal if terminal is not None else Terminal.detect()
+
+
+pass_terminal = click.make_pass_decorator(Terminal, ensure=False)
+
+
+class Command(click.Command):
+    """A command of the group: takes ``--quiet`` too, and while it runs, notes and progress go to the
+    run's terminal."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.append(_quiet_option())
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command with notes and progress going to the run's terminal."""
+        from .notes import notes_to
+        from .progress import progress_to
+
+        terminal = ctx.find_object(Terminal) or Terminal.detect()
+        if ctx.meta.get(QUIET):
+            terminal = replace(terminal, quiet=True)
+        ctx.obj = terminal
+        streams = _streams_to_stdout(ctx.params.get("fmt"), ctx.params.get("output"), terminal)
+        with notes_to(terminal.note), progress_to(terminal.progress(streams)):
+            return super().invoke(ctx)
+
+
+def _streams_to_stdout(fmt: str | None, output: str | None, terminal: Terminal) -> bool:
+    """Text data written to stdout as it is made (no progress bar on that screen then)."""
+    return output in (None, "-") and (fmt or ("table" if terminal.stdout_is_terminal else "csv")) != "table"
+
+
+class Group(click.Group):
+    """The command group: takes ``--quiet``, and its commands are :class:`Command` s."""
+
+    command_class = Command
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.append(_quiet_option())
+
+
 # ------------------------------------------------------------------ group
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=EPILOG)
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog=epilog(None, mismatch=True))
 @click.version_option(__version__, "--version", prog_name="lstm-inspect")
 @click.option("--debug", is_flag=True, help="Show the full traceback of an internal error.")
-def cli(debug: bool) -> None:
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
     """Label the weights of saved Keras LSTM/GRU/SimpleRNN models by gate and unit,
     and trace every gate at every timestep, without TensorFlow.
 
@@ -223,43 +379,38 @@ def cli(debug: bool) -> None:
       cat input.csv | lstm-inspect trace model.keras - --units 0-3 --gates i,f,o
       lstm-inspect predict model.keras input.csv
     """
+    ctx.obj = Terminal.detect(quiet=bool(ctx.meta.get(QUIET)))
 
 
 # ------------------------------------------------------------------ commands
 
 
 @cli.command(epilog=epilog(TABLE_FORMATS))
-@click.argument("model_path", metavar="MODEL")
-@model_options
+@model_argument
 @output_options(TABLE_FORMATS)
-def layers(model_path: str, config_path: str | None, fmt: str | None, output: str | None) -> None:
+@pass_terminal
+def layers(terminal: Terminal, model: Model, fmt: str | None, output: str | None) -> None:
     """One row per layer: class, units, activations, flags, parameters, weight shapes.
 
     \b
       lstm-inspect layers model.h5
       lstm-inspect layers model.keras --format json
     """
-    from . import api
-    from .frames import Block
+    from .outputs import layers_output
+    from .writers import write_output
 
-    model = _load(model_path, config_path)
-    model.recurrent_layers()  # check the recurrent weights against their config, as every command does
-    rows = api.layer_rows(model)
-    columns = list(rows[0].keys()) if rows else ["name"]
-    title = f"{model.label}: {model.graph.class_name} saved by Keras {model.keras_version or 'unknown'}"
-    block = Block(columns, [_object_column([row[c] for row in rows]) for c in columns])
-    _emit(fmt, output, columns, [block] if rows else [], [model_path],
-          table=lambda console: _views().render_layers(rows, console, title))
+    write_output(layers_output(model), fmt, output, terminal)
 
 
 @cli.command(epilog=epilog(TABLE_FORMATS))
-@click.argument("model_path", metavar="MODEL")
-@model_options
-@layer_option()
+@model_argument
+@layer_option
 @gates_option("Only these gates: i, f, c, o (LSTM); z, r, c (GRU); h (SimpleRNN). Comma list, repeatable.")
 @click.option("--values", "show_values", is_flag=True, help="In the table view, print every gate's full matrix with its row labels.")
 @output_options(TABLE_FORMATS)
-def weights(model_path: str, config_path: str | None, layer_names, gates, show_values: bool, fmt: str | None, output: str | None) -> None:
+@pass_terminal
+def weights(terminal: Terminal, model: Model, layers: list[str] | None, gates: list[str] | None, show_values: bool,
+            fmt: str | None, output: str | None) -> None:
     """Every weight of every recurrent layer, labelled by tensor, gate, unit and source row.
 
     CSV columns: layer,tensor,gate,unit,source,value,path,column,row — one row
@@ -272,33 +423,28 @@ def weights(model_path: str, config_path: str | None, layer_names, gates, show_v
       lstm-inspect weights model.keras --layer lstm --gates f --values
       lstm-inspect weights model.h5 --format csv | awk -F, '$3=="f"'
     """
-    from .frames import weight_blocks, weight_columns
-    from .selection import check_gates
-    from .weights import label_weights
+    from .outputs import weights_output
+    from .writers import write_output
 
-    model = _load(model_path, config_path)
-    gates = check_gates(model.select_recurrent(layer_names), gates, values=False)
-    blocks = list(label_weights(model, layer_names, gates))
-    columns = weight_columns(blocks)
-    _emit(fmt, output, columns, weight_blocks(blocks, with_taps=len(columns) > 9), [model_path],
-          table=lambda console: _views().render_weights(model, blocks, console, show_values))
+    write_output(weights_output(model, layers, gates, show_values), fmt, output, terminal)
 
 
 @cli.command(epilog=epilog(TABLE_FORMATS))
-@click.argument("model_path", metavar="MODEL")
-@model_options
-@click.argument("input_paths", metavar="INPUT...", nargs=-1, required=True)
-@layer_option()
+@model_argument
+@input_arguments
+@layer_option
 @units_option()
 @gates_option("Only these columns (i,f,c,o,cell,hidden; z,r for GRU). Comma list, repeatable.")
 @click.option("--pre-activation", is_flag=True, help="Also write the pre-activations z_i,z_f,z_c,z_o.")
 @click.option("--wide", is_flag=True, help="One row per (sequence, layer, t) with columns i_0..i_{u-1}, f_*, ...")
 @click.option("--position", type=PositionType(), default=None, metavar="Y,X", help="ConvLSTM layers: only the maps' values at this position (x; y,x; z,y,x).")
 @click.option("--reduce", type=click.Choice(["mean", "max"]), default=None, help="ConvLSTM layers: each filter's mean or max over all positions, instead of one row per position.")
-@input_options
+@replay_options()
 @output_options(TABLE_FORMATS)
-def trace(model_path, config_path, input_paths, layer_names, units, gates, pre_activation, wide, position, reduce, fmt,
-          output, **input_kw) -> None:
+@pass_terminal
+def trace(terminal: Terminal, model: Model, inputs: InputFiles, layers: list[str] | None, units: list[int] | None,
+          gates: list[str] | None, pre_activation: bool, wide: bool, position: tuple[int, ...] | None,
+          reduce: str | None, replay: ReplayOptions, fmt: str | None, output: str | None) -> None:
     """Replay INPUT through the model and write i, f, c, o, cell and hidden for every step and unit.
 
     INPUT is a CSV (rows are timesteps, columns features; '-' reads stdin), or
@@ -312,46 +458,22 @@ def trace(model_path, config_path, input_paths, layer_names, units, gates, pre_a
       cat input.csv | lstm-inspect trace model.keras - | head
       lstm-inspect trace model.h5 data.csv --sequence-column id --stateful -o trace.csv
     """
-    import itertools
+    from .outputs import trace_output
+    from .writers import write_output
 
-    from .engine import compile_model
-    from .frames import focus_positions, long_blocks, trace_columns, wide_blocks, wide_columns
-    from .tracing import trace_blocks
-
-    model = _load(model_path, config_path)
-    options, inputs, states = _replay_setup(model, input_paths, input_kw, pre_activation)
-    selected = model.select_recurrent(layer_names)
-    program = compile_model(model, options, upto=[layer.name for layer in selected], start=input_kw["start"])
-    try:
-        spec = trace_columns(selected, gates=gates, pre_activation=pre_activation, masked=program.may_mask, units=units,
-                             positions_reduced=position is not None or reduce is not None)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
-    _check_units(selected, units)
-    blocks = trace_blocks(model, inputs, layers=[layer.name for layer in selected], options=options,
-                          initial_states=states, program=program)
-    blocks = focus_positions(blocks, position, reduce)
-    # Replay the first chunk before writing anything, so that input errors found by the
-    # replay (feature count, token ids) leave stdout empty, as `predict` does.
-    first = next(blocks, None)
-    blocks = itertools.chain([] if first is None else [first], blocks)
-    if wide:
-        columns = wide_columns(selected, spec)
-        rows = wide_blocks(blocks, selected, spec, options.dtype)
-    else:
-        columns = spec.long_columns
-        rows = long_blocks(blocks, spec, options.dtype)
-    _emit(fmt, output, columns, rows, [model_path, config_path, *input_paths, input_kw["initial_state"]],
-          table=lambda console: _views().render_trace(focus_positions(blocks, None, "mean"), spec, console))
+    result = trace_output(model, inputs, layers=layers, gates=gates, units=units, wide=wide, position=position,
+                          reduce=reduce, options=replace(replay, pre_activation=pre_activation))
+    write_output(result, fmt, output, terminal)
 
 
 @cli.command(epilog=epilog(TABLE_FORMATS))
-@click.argument("model_path", metavar="MODEL")
-@model_options
-@click.argument("input_paths", metavar="INPUT...", nargs=-1, required=True)
-@input_options
+@model_argument
+@input_arguments
+@replay_options()
 @output_options(TABLE_FORMATS)
-def predict(model_path, config_path, input_paths, fmt, output, **input_kw) -> None:
+@pass_terminal
+def predict(terminal: Terminal, model: Model, inputs: InputFiles, replay: ReplayOptions, fmt: str | None,
+            output: str | None) -> None:
     """The model's output for INPUT, computed in NumPy (what model.predict returns).
 
     One row per sequence, or per timestep for sequence outputs: columns
@@ -362,39 +484,21 @@ def predict(model_path, config_path, input_paths, fmt, output, **input_kw) -> No
       lstm-inspect predict model.keras input.csv
       lstm-inspect predict model.h5 batch.npy --format json
     """
-    from .frames import predict_block, predict_columns
-    from .tracing import predict_batches
+    from .outputs import predict_output
+    from .writers import write_output
 
-    model = _load(model_path, config_path)
-    options, inputs, states = _replay_setup(model, input_paths, input_kw, False)
-    batches = predict_batches(model, inputs, options=options, initial_states=states, start=input_kw["start"])
-    first_ids, first_outputs = next(batches)
-    names = [edge.layer for edge in model.graph.outputs]
-    columns = predict_columns(first_outputs, names)
-
-    def blocks():
-        yield predict_block(first_ids, first_outputs, names)
-        for ids, outputs in batches:
-            yield predict_block(ids, outputs, names)
-
-    def table(console):
-        rows = []
-        for block in blocks():
-            data = [_expand(col, block.rows) for col in block.data]
-            rows.extend(zip(*data))
-        _views().render_rows(columns, rows, console, title=f"{model.label}: predict")
-
-    _emit(fmt, output, columns, blocks(), [model_path, config_path, *input_paths, input_kw["initial_state"]], table=table)
+    write_output(predict_output(model, inputs, replay), fmt, output, terminal)
 
 
 @cli.command(epilog=epilog(VERIFY_FORMATS, mismatch=True))
-@click.argument("model_path", metavar="MODEL")
-@model_options
-@click.argument("input_paths", metavar="INPUT...", nargs=-1, required=True)
+@model_argument
+@input_arguments
 @click.option("--tolerance", type=float, default=1e-5, show_default=True, help="Largest accepted absolute difference.")
-@input_options
+@replay_options()
 @output_options(VERIFY_FORMATS)
-def verify(model_path, config_path, input_paths, tolerance, fmt, output, **input_kw) -> None:
+@pass_terminal
+def verify(terminal: Terminal, model: Model, inputs: InputFiles, tolerance: float, replay: ReplayOptions,
+           fmt: str | None, output: str | None) -> None:
     """Compare the NumPy replay of every layer with Keras' own outputs (needs TensorFlow).
 
     Loads MODEL with the Keras that fits it (Keras 3, or tf-keras for Keras 1/2
@@ -410,36 +514,32 @@ def verify(model_path, config_path, input_paths, tolerance, fmt, output, **input
       lstm-inspect verify model.h5 input.csv
       lstm-inspect verify model.keras input.csv --tolerance 1e-6 --format json
     """
-    from . import verify as verifying
-    from .frames import Block
+    from .outputs import verify_output
+    from .verify import DRIFT_MEANING, summary
+    from .writers import write_output
 
-    model = _load(model_path, config_path)
-    options, inputs, _ = _replay_setup(model, input_paths, input_kw, False)
-    result = verifying.verify(model, inputs, tolerance=tolerance, options=options, start=input_kw["start"])
-    rows = verifying.result_rows(result)
-    columns = verifying.VERIFY_COLUMNS
-    block = Block(columns, [_object_column([row[c] for row in rows]) for c in columns])
-    _emit(fmt, output, columns, [block] if rows else [], [model_path, config_path, *input_paths, input_kw["initial_state"]],
-          table=lambda console: _views().render_layers(rows, console, verifying.summary(result)))
-    click.echo(verifying.summary(result), err=True)
-    if result.drifts:
-        click.echo(verifying.DRIFT_MEANING, err=True)
-    if result.mismatches:
+    result, checks = verify_output(model, inputs, tolerance, replay)
+    write_output(result, fmt, output, terminal)
+    terminal.error(summary(checks))
+    if checks.drifts:
+        terminal.error(DRIFT_MEANING)
+    if checks.mismatches:
         raise VerifyMismatch()
 
 
 @cli.command(epilog=epilog(TABLE_FORMATS))
-@click.argument("model_path", metavar="MODEL")
-@model_options
-@click.argument("input_paths", metavar="INPUT...", nargs=-1, required=True)
-@layer_option()
+@model_argument
+@input_arguments
+@layer_option
 @gates_option("Only these values (i,f,c,o,cell,hidden; z,r for GRU). Comma list, repeatable.")
 @click.option("--sort", type=click.Choice(["unit", "saturation", "variability"]), default="unit", show_default=True,
               help="Order the units of each layer and gate: by number, most saturated first, or largest std first.")
 @click.option("--top", type=click.IntRange(min=1), default=None, metavar="K", help="Only the first K units of each layer and gate (after --sort).")
-@input_options
+@replay_options()
 @output_options(TABLE_FORMATS)
-def stats(model_path, config_path, input_paths, layer_names, gates, sort, top, fmt, output, **input_kw) -> None:
+@pass_terminal
+def stats(terminal: Terminal, model: Model, inputs: InputFiles, layers: list[str] | None, gates: list[str] | None,
+          sort: str, top: int | None, replay: ReplayOptions, fmt: str | None, output: str | None) -> None:
     """Per layer, gate and unit over all steps of INPUT: mean, std, min, max, and how often saturated.
 
     CSV columns: layer,gate,unit,steps,mean,std,min,max,left_saturated,
@@ -454,31 +554,30 @@ def stats(model_path, config_path, input_paths, layer_names, gates, sort, top, f
       lstm-inspect stats model.keras input.csv --sort saturation --top 3
       lstm-inspect stats model.h5 data.csv --gates f --format json
     """
-    from .stats import STATS_COLUMNS, compute_stats, stats_blocks
+    from .outputs import stats_output
+    from .writers import write_output
 
-    model = _load(model_path, config_path)
-    options, inputs, states = _replay_setup(model, input_paths, input_kw, False)
-    results = compute_stats(model, inputs, layers=layer_names, gates=gates, options=options, initial_states=states,
-                            start=input_kw["start"])
-    _emit(fmt, output, STATS_COLUMNS, stats_blocks(results, sort, top, options.dtype), [model_path, config_path, *input_paths, input_kw["initial_state"]],
-          table=lambda console: _views().render_stats(results, console, sort, top))
+    result = stats_output(model, inputs, layers=layers, gates=gates, sort=sort, top=top, options=replay)
+    write_output(result, fmt, output, terminal)
 
 
 @cli.command(epilog=epilog(PLOT_FORMATS, output="Output: a picture, -o FILE.png|FILE.svg|FILE.pdf (or --format png|svg|pdf)."))
-@click.argument("model_path", metavar="MODEL")
-@model_options
-@click.argument("input_paths", metavar="INPUT...", nargs=-1, required=True)
-@click.option("-o", "--output", required=True, metavar="FILE", help="The picture: FILE.png, FILE.svg or FILE.pdf (written atomically).")
-@click.option("-f", "--format", "fmt", type=click.Choice(PLOT_FORMATS), default=None, help="Picture format (default: from the -o extension).")
+@model_argument
+@input_arguments
 @click.option("--kind", type=click.Choice(["heatmap", "saturation"]), default="heatmap", show_default=True,
               help="heatmap: each value over time × units; saturation: left- vs right-saturated fraction per unit and gate.")
-@layer_option()
+@layer_option
 @gates_option("heatmap: only these values (i,f,c,o,cell,hidden; z,r). Comma list, repeatable.")
 @units_option("heatmap: only these units (comma list, repeatable).")
 @click.option("--sequence", "sequence_id", default=None, metavar="ID", help="heatmap: the sequence to draw (default: the first).")
 @click.option("--dpi", type=click.IntRange(min=20, max=600), default=100, show_default=True, help="Resolution of a PNG.")
-@input_options
-def plot(model_path, config_path, input_paths, output, fmt, kind, layer_names, gates, units, sequence_id, dpi, **input_kw) -> None:
+@replay_options()
+@output_options(PLOT_FORMATS, required=True, output_help="The picture: FILE.png, FILE.svg or FILE.pdf (written atomically).",
+                format_help="Picture format (default: from the -o extension).")
+@pass_terminal
+def plot(terminal: Terminal, model: Model, inputs: InputFiles, kind: str, layers: list[str] | None,
+         gates: list[str] | None, units: list[int] | None, sequence_id: str | None, dpi: int, replay: ReplayOptions,
+         fmt: str | None, output: str) -> None:
     """Draw the trace of INPUT: heatmaps of every gate over time, or the saturation scatter.
 
     Needs matplotlib: pip install 'lstm-inspect[plot]'. With --kind saturation,
@@ -490,29 +589,25 @@ def plot(model_path, config_path, input_paths, output, fmt, kind, layer_names, g
       lstm-inspect plot model.h5 input.csv -o gates.svg --layer lstm --gates i,f,o --units 0-15
       lstm-inspect plot model.h5 data.csv --kind saturation -o saturation.pdf
     """
-    from .plot import format_for, require_matplotlib
+    from .outputs import plot_output
+    from .writers import write_file_output
 
-    fmt = format_for(output, fmt)
-    require_matplotlib()
-    model = _load(model_path, config_path)
-    options, inputs, states = _replay_setup(model, input_paths, input_kw, False)
-    figure = _api().draw(model, inputs, kind=kind, layers=layer_names, gates=gates, units=units,
-                         sequence=sequence_id, options=options, initial_states=states)
-    _save_binary(output, [model_path, config_path, *input_paths, input_kw["initial_state"]], lambda stream: _api().save_figure(figure, stream, fmt, dpi))
+    picture = plot_output(model, inputs, output, fmt, kind=kind, layers=layers, gates=gates, units=units,
+                          sequence=sequence_id, dpi=dpi, options=replay)
+    write_file_output(picture, output, terminal)
 
 
 @cli.command(epilog=epilog(EXPORT_FORMATS, output="Output: arrays, --format npz|json (default from the -o extension, else npz)."))
-@click.argument("model_path", metavar="MODEL")
-@model_options
+@model_argument
 @click.option("--layout", type=click.Choice(["gates", "pytorch", "onnx"]), default="gates", show_default=True,
               help="gates: <layer>/kernel_i...; pytorch: nn.LSTM/GRU/RNN state-dict arrays; onnx: W, R, B of the ONNX operator.")
-@layer_option()
-@click.option("-o", "--output", metavar="FILE", default=None, help="Write to FILE.npz or FILE.json (atomically); default stdout.")
-@click.option("-f", "--format", "fmt", type=click.Choice(EXPORT_FORMATS), default=None, help="npz or json (arrays as nested lists); default from the -o extension, else npz.")
-@click.option("--hard-sigmoid", type=click.Choice(["keras2", "keras3"]), default=None, help="hard_sigmoid definition recorded for onnx (default: that of the saving Keras).")
-@click.option("--activation", "assume_activation", default=None, metavar="NAME", help="Activation to assume where the file does not record it (weights-only files).")
-@click.option("--recurrent-activation", "assume_recurrent_activation", default=None, metavar="NAME", help="Recurrent activation to assume where the file does not record it.")
-def export(model_path, config_path, layout, layer_names, output, fmt, hard_sigmoid, assume_activation, assume_recurrent_activation) -> None:
+@layer_option
+@replay_options(numeric=False)
+@output_options(EXPORT_FORMATS, output_help="Write to FILE.npz or FILE.json (atomically); default stdout.",
+                format_help="npz or json (arrays as nested lists); default from the -o extension, else npz.")
+@pass_terminal
+def export(terminal: Terminal, model: Model, layout: str, layers: list[str] | None, replay: ReplayOptions,
+           fmt: str | None, output: str | None) -> None:
     """Write the recurrent weights in another layout: gate by gate, PyTorch or ONNX.
 
     Array names: gates `<layer>/kernel_i`, `recurrent_kernel_i`, `bias_i`, ...;
@@ -527,158 +622,10 @@ def export(model_path, config_path, layout, layer_names, output, fmt, hard_sigmo
       lstm-inspect export model.keras --layout onnx -o weights.json
       lstm-inspect export model.h5 --format json | jq '."lstm/bias_f"'
     """
-    model = _load(model_path, config_path)
-    fmt = fmt or ("json" if (output or "").lower().endswith(".json") else "npz")
-    exported = _api().export_weights(model, layout, layer_names, hard_sigmoid=hard_sigmoid,
-                                     assume_activation=assume_activation,
-                                     assume_recurrent_activation=assume_recurrent_activation)
-    _save_binary(output, [model_path], lambda stream: exported.write(stream, fmt), binary=fmt == "npz")
+    from .outputs import export_output
+    from .writers import write_file_output
 
-
-# ------------------------------------------------------------------ helpers
-
-
-def _api():
-    from . import api
-
-    return api
-
-
-def _save_binary(output, protect, write, binary: bool = True) -> None:
-    """Run ``write(stream)`` on stdout or on ``output`` written atomically."""
-    from .writers import open_output
-
-    if binary and (output is None or output == "-") and sys.stdout.isatty():
-        raise click.UsageError("this writes binary data: give -o FILE or redirect stdout")
-    try:
-        with open_output(output, protect=protect) as stream:
-            write(stream)
-    except BrokenPipeError:
-        raise PipeClosed() from None
-
-
-def _views():
-    from . import views
-
-    return views
-
-
-def _load(path: str, config: str | None = None):
-    from .model import load_model
-
-    model = load_model(path, isolate=True, config=config)  # a file that crashes the HDF5 library is refused, not fatal
-    for warning in model.warnings:
-        _warn(warning)
-    model.on_warning = _warn  # later warnings (from the replay) as they arise
-    return model
-
-
-def _warn(message: str) -> None:
-    click.echo(f"lstm-inspect: warning: {message}", err=True)
-
-
-def _note(message: str) -> None:
-    click.echo(f"lstm-inspect: note: {message}", err=True)
-
-
-def _replay_setup(model, input_paths: Sequence[str], kw: dict, pre_activation: bool):
-    """(replay options, the inputs as given (an InputRequest), initial states) from the command's options."""
-    import numpy as np
-
-    from .engine import ReplayOptions
-    from .inputs import CsvOptions, read_initial_state, read_input
-    from .tracing import InputRequest, name_inputs
-
-    dtype = np.float64 if kw["dtype"] == "float64" else np.float32
-    options = ReplayOptions(
-        dtype=dtype,
-        hard_sigmoid=kw["hard_sigmoid"],
-        pre_activation=pre_activation,
-        threads=kw["threads"],
-        assume_activation=kw["assume_activation"],
-        assume_recurrent_activation=kw["assume_recurrent_activation"],
-    )
-    csv = CsvOptions(
-        header=kw["header"],
-        columns=tuple(kw["columns"]) if kw["columns"] else None,
-        sequence_column=kw["sequence_column"],
-        delimiter=_delimiter(kw["delimiter"]),
-    )
-    sequences = {name: read_input(path, csv, dtype=dtype) for name, path in name_inputs(model, input_paths, kw["start"]).items()}
-    request = InputRequest(sequences, stateful=kw["stateful"], sequence_length=kw["sequence_length"])
-    states = read_initial_state(kw["initial_state"]) if kw["initial_state"] else None
-    return options, request, states
-
-
-def _delimiter(value: str | None) -> str | None:
-    if value is None:
-        return None
-    from .inputs import WHITESPACE
-
-    value = {"\\t": "\t", "tab": "\t", "TAB": "\t", "space": " ", "whitespace": WHITESPACE}.get(value, value)
-    if value == WHITESPACE:
-        return value
-    if len(value) != 1:
-        raise click.BadParameter("the delimiter must be one character (or 'tab', 'space', 'whitespace')", param_hint="--delimiter")
-    if value in "\r\n\"":
-        raise click.BadParameter("the delimiter cannot be a line break or the quote character", param_hint="--delimiter")
-    return value
-
-
-def _check_units(layers, units) -> None:
-    if not units:
-        return
-    widest = max(layer.units for layer in layers)
-    if max(units) >= widest:
-        raise click.UsageError(f"--units: unit {max(units)} does not exist (the widest selected layer has {widest} units: 0..{widest - 1})")
-
-
-def _object_column(values: list):
-    import numpy as np
-
-    column = np.empty(len(values), dtype=object)
-    column[:] = values
-    return column
-
-
-def _expand(column, rows: int):
-    import numpy as np
-
-    if isinstance(column, np.ndarray) and column.ndim:
-        return [v.item() if hasattr(v, "item") else v for v in column]
-    return [column] * rows
-
-
-def _emit(fmt, output, columns, blocks, protect, table) -> None:
-    """Write ``blocks`` in the chosen format, or call ``table(console)`` for the terminal view."""
-    from .writers import check_parquet, open_output, resolve_format, write_blocks
-
-    fmt = resolve_format(fmt, output)
-    if fmt == "parquet":
-        check_parquet()
-        if output is None or output == "-":
-            if sys.stdout.isatty():
-                raise click.UsageError("--format parquet writes binary data: give -o FILE or redirect stdout")
-    try:
-        _write(fmt, output, columns, blocks, protect, table, write_blocks, open_output)
-    except BrokenPipeError:
-        raise PipeClosed() from None
-
-
-def _write(fmt, output, columns, blocks, protect, table, write_blocks, open_output) -> None:
-    with open_output(output, protect=protect) as stream:
-        if fmt == "table":
-            import io
-
-            text = io.TextIOWrapper(stream, encoding="utf-8", write_through=True)
-            try:
-                console = _views().console_for(text if output not in (None, "-") else sys.stdout,
-                                               color=None if output in (None, "-") else False)
-                table(console)
-            finally:
-                text.detach()
-        else:
-            write_blocks(blocks, columns, fmt, stream)
+    write_file_output(export_output(model, layout, output, fmt, layers, replay), output, terminal)
 
 
 # ------------------------------------------------------------------ entry point
@@ -697,7 +644,7 @@ STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
 
 @contextlib.contextmanager
-def _signals_interrupt():
+def _signals_interrupt() -> Iterator[None]:
     """Ctrl-C, SIGTERM and SIGHUP raise :class:`Interrupted` in the main thread, so that an
     ``-o`` file being written is removed and the run ends with one line and 128 + the signal.
     A second signal while the first is handled is ignored: the clean-up finishes."""
@@ -709,7 +656,7 @@ def _signals_interrupt():
         return
     received: list[int] = []
 
-    def stop(signum, frame):
+    def stop(signum: int, frame: Any) -> None:
         if received:
             return
         received.append(signum)
@@ -730,10 +677,8 @@ def _signals_interrupt():
 def _run(args: list[str], debug: bool) -> int:
     import warnings
 
-    from .notes import notes_to
-
     try:
-        with warnings.catch_warnings(), notes_to(_note):
+        with warnings.catch_warnings():
             # NumPy's "overflow encountered in dot" from weights that overflow float32: the
             # output shows the inf/NaN it made, and stderr carries lstm-inspect's own lines only.
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -745,13 +690,13 @@ def _run(args: list[str], debug: bool) -> int:
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:  # usage errors: one line too, pointing at --help
-        if isinstance(exc, _NO_ARGS_IS_HELP):  # `lstm-inspect` alone: the help, as before
+        if isinstance(exc, _NO_ARGS_IS_HELP):  # `lstm-inspect` alone: the help
             exc.show()
         else:
             click.echo(f"lstm-inspect: error: {_one_line(exc)}", err=True)
         return ExitStatus.ERROR if exc.exit_code in (1, 2) else exc.exit_code
     except click.exceptions.Abort as exc:  # Click's own Ctrl-C (outside the main thread's handler)
-        return _interrupted(2, getattr(exc.__cause__, "discarded", []))
+        return _interrupted(ExitStatus.INTERRUPTED - SIGNAL_STATUS_BASE, getattr(exc.__cause__, "discarded", []))
     except LstmInspectError as exc:
         click.echo(f"lstm-inspect: error: {exc}", err=True)
         return ExitStatus.ERROR
@@ -761,7 +706,7 @@ def _run(args: list[str], debug: bool) -> int:
         _silence_stdout()
         return ExitStatus.OK
     except KeyboardInterrupt as exc:
-        return _interrupted(2, getattr(exc, "discarded", []))
+        return _interrupted(ExitStatus.INTERRUPTED - SIGNAL_STATUS_BASE, getattr(exc, "discarded", []))
     except MemoryError:
         click.echo("lstm-inspect: error: out of memory (try a shorter input or --layer)", err=True)
         return ExitStatus.ERROR
@@ -770,7 +715,7 @@ def _run(args: list[str], debug: bool) -> int:
             raise
         text = " ".join(str(exc).split())[:300]
         click.echo(f"lstm-inspect: internal error: {type(exc).__name__}: {text} (rerun with --debug for the traceback)", err=True)
-        return INTERNAL_ERROR
+        return ExitStatus.INTERNAL
 
 
 def _interrupted(signum: int, discarded: Sequence[str]) -> int:
@@ -788,7 +733,7 @@ def _interrupted(signum: int, discarded: Sequence[str]) -> int:
         click.echo(text, err=True)
     except (OSError, ValueError):  # the terminal went away (SIGHUP)
         pass
-    return 128 + signum
+    return SIGNAL_STATUS_BASE + signum
 
 
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())

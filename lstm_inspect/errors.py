@@ -17,6 +17,10 @@ class ExitStatus(IntEnum):
     MISMATCH = 1  # `verify` found a difference above the tolerance
     ERROR = 2  # usage errors, unreadable files, bad input data
     INTERNAL = 3  # a bug: one line, and the traceback with --debug
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT); SIGTERM and SIGHUP end a run with 143 and 129
+
+
+SIGNAL_STATUS_BASE = 128  # a run stopped by a signal exits with 128 + the signal's number, as a shell reports it
 
 
 class LstmInspectError(Exception):
@@ -41,6 +45,14 @@ class InputDataError(LstmInspectError):
 
 class UsageProblem(LstmInspectError):
     """Options that do not fit the model or each other (unknown --layer, ...)."""
+
+
+class PipeClosed(Exception):
+    """The reader of stdout went away (``| head``): the run stops quietly with status 0.
+
+    Writers raise it instead of BrokenPipeError, which Click would turn into
+    exit status 1.
+    """
 
 
 class Interrupted(BaseException):

@@ -55,6 +55,16 @@ class Block:
         return 1
 
 
+def object_block(rows: Sequence[dict], columns: Sequence[str]) -> Block:
+    """Rows of Python values (dicts by column name) as one block of object columns (``layers``, ``verify``)."""
+    data = []
+    for name in columns:
+        column = np.empty(len(rows), dtype=object)
+        column[:] = [row[name] for row in rows]
+        data.append(column)
+    return Block(list(columns), data)
+
+
 def coalesce(blocks: Iterable[Block], min_rows: int = 8192) -> Iterator[Block]:
     """Merge runs of small blocks (same columns) into blocks of at least ``min_rows`` rows.
 
@@ -206,7 +216,7 @@ def trace_columns(
     if gates:
         unknown = [g for g in gates if g not in names and not (g.startswith("z_") and pre_activation)]
         if unknown:
-            raise ValueError(f"unknown gate(s) {', '.join(unknown)} (traced: {', '.join(names)})")
+            raise UsageProblem(f"unknown gate(s) {', '.join(unknown)}: the selected layer(s) have {', '.join(names)}")
         names = [n for n in names if n in gates]
     if pre_activation:
         for layer in layers:

@@ -42,10 +42,44 @@ class InputSequence:
 
 @dataclass(frozen=True)
 class CsvOptions:
+    """How to read a CSV input; None leaves each choice to detection."""
+
     header: bool | None = None  # None: detect
     columns: tuple[str, ...] | None = None  # names (or 1-based numbers) of the feature columns
     sequence_column: str | None = None
     delimiter: str | None = None  # None: detect (',', tab, ';', '|' or whitespace); WHITESPACE for runs of blanks
+
+
+@dataclass(frozen=True)
+class InputFiles:
+    """A command's INPUT arguments and the options that say how to read and feed them.
+
+    ``paths`` are files (``-`` for stdin), or ``NAME=PATH`` for a model with
+    several inputs (``tracing.name_inputs``); ``start`` is ``--from LAYER``;
+    ``stateful`` None follows the model; ``initial_state`` is a file of
+    initial states (``read_initial_state``).
+    """
+
+    paths: tuple[str, ...]
+    csv: CsvOptions = CsvOptions()
+    start: str | None = None
+    stateful: bool | None = None
+    sequence_length: int | None = None
+    initial_state: str | None = None
+
+
+def parse_delimiter(value: str | None) -> str | None:
+    """A ``--delimiter`` value: one character, or ``tab``/``space``/``whitespace``; ValueError otherwise."""
+    if value is None:
+        return None
+    value = {"\\t": "\t", "tab": "\t", "TAB": "\t", "space": " ", "whitespace": WHITESPACE}.get(value, value)
+    if value == WHITESPACE:
+        return value
+    if len(value) != 1:
+        raise ValueError("the delimiter must be one character (or 'tab', 'space', 'whitespace')")
+    if value in "\r\n\"":
+        raise ValueError("the delimiter cannot be a line break or the quote character")
+    return value
 
 
 def read_input(path: str, options: CsvOptions | None = None, *, dtype=np.float32, stdin: BinaryIO | None = None) -> list[InputSequence]:
@@ -490,11 +524,6 @@ def _column_index(name: str, labels: list[str], label: str) -> int:
         return int(name) - 1
     known = ", ".join(labels[:20]) + (" …" if len(labels) > 20 else "")
     raise InputDataError(f"{label}: no column '{name}' (columns: {known})")
-
-
-def stack_sequences(sequences: Sequence[InputSequence]) -> NDArray:
-    """Equal-length sequences as one (N, T, F) batch."""
-    return np.stack([s.values for s in sequences])
 
 
 def read_initial_state(path: str) -> dict[str, list[NDArray]]:

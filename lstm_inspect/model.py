@@ -86,6 +86,7 @@ class Model:
     _recurrent: list[RecurrentLayer] | None = field(default=None, repr=False)
     # Called with each warning as it arises (the CLI prints them to stderr); None: collect only.
     on_warning: Callable[[str], None] | None = field(default=None, repr=False)
+    config_path: str | None = None  # the --config file that gave the architecture, if one did
 
     def warn(self, message: str) -> None:
         """Record a warning once (and pass it to ``on_warning``)."""
@@ -176,7 +177,7 @@ def load_model(path: str, *, isolate: bool = False, config: str | None = None) -
     else:
         graph, weights = _weights_only_graph(model_file, label)
     model = Model(path=path, file=model_file, graph=graph, weights=weights,
-                  warnings=list(model_file.warnings) + warnings)
+                  warnings=list(model_file.warnings) + warnings, config_path=config)
     if model_file.config is None:
         model.warnings.append(
             f"{label}: weights-only file (no model config): layer kinds are recognised from the "

@@ -48,3 +48,13 @@ def check_gates(layers: Sequence[RecurrentLayer], gates: Sequence[str] | None, *
         raise UsageProblem(f"unknown gate(s) {', '.join(unknown)}: the selected {kinds} layer(s) have "
                            f"{', '.join(known)} (--gates takes a comma list, e.g. --gates {','.join(known[:2])})")
     return [g for g in known if g in gates]
+
+
+def check_units(layers: Sequence[RecurrentLayer], units: Sequence[int] | None) -> None:
+    """A UsageProblem when a unit of ``--units`` is beyond the widest of ``layers``."""
+    if not units:
+        return
+    widest = max(layer.units for layer in layers)
+    if max(units) >= widest:
+        raise UsageProblem(f"--units: unit {max(units)} does not exist (the widest selected layer has {widest} "
+                           f"units: 0..{widest - 1})")

@@ -1,9 +1,12 @@
 """Write column blocks as CSV, JSON, NDJSON or Parquet, to stdout or atomically to a file.
 
 * The default format is a Rich table when stdout is a terminal and CSV when
-  it is piped or redirected (``resolve_format``); with ``-o FILE`` the
-  file's extension decides (``.json``, ``.ndjson``/``.jsonl``,
-  ``.parquet``, anything else CSV).
+  it is piped or redirected (``resolve_format``, which asks the
+  :class:`~lstm_inspect.terminal.Terminal`); with ``-o FILE`` the file's
+  extension decides (``.json``, ``.ndjson``/``.jsonl``, ``.parquet``,
+  ``.txt`` a table, anything else CSV).
+* ``write_output`` writes a command's :class:`~lstm_inspect.outputs.Output`:
+  its terminal view (``--format table``), or its blocks in a data format.
 * ``open_output`` writes ``-o FILE`` to a temporary file in the same folder
   and renames it over the target only when the command succeeds, so a failed
   run never leaves a partial file nor replaces a good one.
@@ -23,29 +26,85 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
 from . import smalltext
-from .errors import Interrupted, UsageProblem
+from .errors import Interrupted, PipeClosed, UsageProblem
 from .frames import Block, coalesce
+
+if TYPE_CHECKING:
+    from .outputs import FileOutput, Output
+    from .terminal import Terminal
 
 FORMATS = ("table", "csv", "json", "ndjson", "parquet")
 _EXTENSIONS = {".csv": "csv", ".json": "json", ".ndjson": "ndjson", ".jsonl": "ndjson", ".parquet": "parquet", ".txt": "table"}
 
 
-def resolve_format(requested: str | None, output: str | None, stream=None) -> str:
-    """The output format: as requested, else by the -o file's extension, else by the terminal."""
+def resolve_format(requested: str | None, output: str | None, terminal: Terminal) -> str:
+    """The output format: as requested, else by the -o file's extension, else a table on a terminal
+    stdout and CSV when stdout is piped or redirected."""
     if requested:
         return requested
     if output and output != "-":
         return _EXTENSIONS.get(os.path.splitext(output)[1].lower(), "csv")
-    stream = stream if stream is not None else sys.stdout
+    return "table" if terminal.stdout_is_terminal else "csv"
+
+
+def streams_to_stdout(requested: str | None, output: str | None, terminal: Terminal) -> bool:
+    """Whether the data is written to stdout as it is made (a data format, no -o FILE): a progress bar
+    would then share the screen with it when stdout is a terminal."""
+    return output in (None, "-") and resolve_format(requested, output, terminal) != "table"
+
+
+def write_output(output: Output, requested: str | None, path: str | None, terminal: Terminal) -> None:
+    """Write a command's output: the terminal view for ``table``, else its blocks; to stdout, or to
+    ``path`` atomically (never over one of ``output.sources``).  A closed pipe raises PipeClosed."""
+    fmt = resolve_format(requested, path, terminal)
+    if fmt == "parquet":
+        check_parquet()
+        refuse_binary_on_terminal(path, terminal, "--format parquet writes binary data")
     try:
-        return "table" if stream.isatty() else "csv"
-    except (AttributeError, ValueError):
-        return "csv"
+        with open_output(path, protect=output.sources) as stream:
+            if fmt == "table":
+                _draw(output, stream if path not in (None, "-") else None, terminal)
+            else:
+                write_blocks(output.blocks, output.columns, fmt, stream)
+    except BrokenPipeError:
+        raise PipeClosed() from None
+
+
+def write_file_output(output: FileOutput, path: str | None, terminal: Terminal) -> None:
+    """Write a picture or exported weights to stdout or ``path`` (atomically); binary data is refused
+    on a terminal stdout."""
+    if output.binary:
+        refuse_binary_on_terminal(path, terminal, "this writes binary data")
+    try:
+        with open_output(path, protect=output.sources) as stream:
+            output.write(stream)
+    except BrokenPipeError:
+        raise PipeClosed() from None
+
+
+def refuse_binary_on_terminal(path: str | None, terminal: Terminal, what: str) -> None:
+    """A UsageProblem when binary data would go to a terminal stdout."""
+    if path in (None, "-") and terminal.stdout_is_terminal:
+        raise UsageProblem(f"{what}: give -o FILE or redirect stdout")
+
+
+def _draw(output: Output, stream: BinaryIO | None, terminal: Terminal) -> None:
+    """The terminal view, on stdout (the terminal's console) or into a file (plain text)."""
+    if stream is None:
+        output.view(terminal.console())
+        return
+    import io
+
+    text = io.TextIOWrapper(stream, encoding="utf-8", write_through=True)
+    try:
+        output.view(terminal.console(text))
+    finally:
+        text.detach()
 
 
 def check_parquet() -> None:

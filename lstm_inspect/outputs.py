@@ -1,0 +1,240 @@
+"""What each command prints: its column blocks, and the terminal view of the same.
+
+A command of the command line is one call to a function here and one call to
+a writer.  Each function reads what it needs, checks the selections, and
+returns an :class:`Output`: the published columns, the blocks in that order
+(an iterator, consumed once, so memory stays flat), and a ``view`` that draws
+the terminal table from the same source instead.  The writer consumes one or
+the other, never both (``writers.write_output``).  Binary results (pictures,
+exported weights) are a :class:`FileOutput`.
+
+Errors that the first steps of a replay find (a wrong feature count, a token
+id outside the vocabulary) are raised by these functions, before anything is
+written: each replays its first block eagerly.
+
+A new command adds one function here (or in the module that owns its
+concern) returning an ``Output``; the command line needs nothing else.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import numpy as np
+
+from .engine import ReplayOptions, compile_model
+from .frames import Block, focus_positions, long_blocks, object_block, predict_block, predict_columns, trace_columns, wide_blocks, wide_columns
+from .inputs import InputFiles, read_initial_state, read_input
+from .model import Model
+from .selection import check_gates, check_units
+from .tracing import InputRequest, name_inputs, predict_batches, trace_blocks
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .verify import VerifyResult
+
+View = Callable[["Console"], None]
+
+
+@dataclass
+class Output:
+    """A command's tabular result: ``columns`` and ``blocks`` for the data formats, ``view`` for the
+    terminal table; ``sources`` are the files it was made from, which ``-o FILE`` must never replace."""
+
+    columns: list[str]
+    blocks: Iterable[Block]
+    view: View
+    sources: tuple[str, ...] = ()
+
+
+@dataclass
+class FileOutput:
+    """A command's binary or whole-file result: ``write(stream)`` writes it; ``binary`` results are
+    refused on a terminal stdout."""
+
+    write: Callable[[BinaryIO], None]
+    sources: tuple[str, ...] = ()
+    binary: bool = True
+
+
+def read_inputs(model: Model, files: InputFiles, dtype: Any = np.float32) -> tuple[InputRequest, dict | None]:
+    """The INPUT files read (each named for the model input it feeds) and the initial states, if a file
+    gives them."""
+    named = name_inputs(model, files.paths, files.start)
+    sequences = {name: read_input(path, files.csv, dtype=dtype) for name, path in named.items()}
+    request = InputRequest(sequences, stateful=files.stateful, sequence_length=files.sequence_length)
+    states = read_initial_state(files.initial_state) if files.initial_state else None
+    return request, states
+
+
+def _sources(model: Model, files: InputFiles | None = None) -> tuple[str, ...]:
+    """The model file, its --config, and every input file: what ``-o`` must not overwrite."""
+    sources = [model.path, model.config_path]
+    if files is not None:
+        sources += [*files.paths, files.initial_state]
+    return tuple(path for path in sources if path)
+
+
+def _views() -> Any:
+    from . import views
+
+    return views
+
+
+# ------------------------------------------------------------------ weights and layers
+
+
+def layers_output(model: Model) -> Output:
+    """``layers``: one row per layer (``api.layer_rows``), the file's Keras version in the view's title."""
+    from .api import layer_rows
+
+    model.recurrent_layers()  # check the recurrent weights against their config, as every command does
+    rows = layer_rows(model)
+    columns = list(rows[0]) if rows else ["name"]
+    title = f"{model.label}: {model.graph.class_name} saved by Keras {model.keras_version or 'unknown'}"
+    blocks = [object_block(rows, columns)] if rows else []
+    return Output(columns, blocks, lambda console: _views().render_layers(rows, console, title), _sources(model))
+
+
+def weights_output(model: Model, layers: Sequence[str] | None = None, gates: Sequence[str] | None = None,
+                   show_values: bool = False) -> Output:
+    """``weights``: one row per weight value; the view summarises each gate's slice (and, with
+    ``show_values``, prints its matrix)."""
+    from .frames import weight_blocks, weight_columns
+    from .weights import label_weights
+
+    gates = check_gates(model.select_recurrent(layers), gates, values=False)
+    blocks = list(label_weights(model, layers, gates))
+    columns = weight_columns(blocks)
+    return Output(columns, weight_blocks(blocks, with_taps=len(columns) > len(weight_columns([]))),
+                  lambda console: _views().render_weights(model, blocks, console, show_values), _sources(model))
+
+
+# ------------------------------------------------------------------ replays
+
+
+def trace_output(
+    model: Model,
+    inputs: InputFiles,
+    *,
+    layers: Sequence[str] | None = None,
+    gates: Sequence[str] | None = None,
+    units: Sequence[int] | None = None,
+    wide: bool = False,
+    position: Sequence[int] | None = None,
+    reduce: str | None = None,
+    options: ReplayOptions | None = None,
+) -> Output:
+    """``trace``: every recorded value at every step, long (one row per unit) or ``wide``.
+
+    The view keeps only the steps and units it shows (a convolutional layer's
+    maps averaged over the positions, unless ``position``/``reduce`` chose).
+    """
+    options = options or ReplayOptions()
+    request, states = read_inputs(model, inputs, options.dtype)
+    selected = model.select_recurrent(layers)
+    names = [layer.name for layer in selected]
+    program = compile_model(model, options, upto=names, start=inputs.start)
+    spec = trace_columns(selected, gates=gates, pre_activation=options.pre_activation, masked=program.may_mask,
+                         units=units, positions_reduced=position is not None or reduce is not None)
+    check_units(selected, units)
+    traced = focus_positions(trace_blocks(model, request, layers=names, options=options, initial_states=states,
+                                          program=program), position, reduce)
+    first = next(traced, None)  # input errors found by the replay come before any output
+    traced = itertools.chain([] if first is None else [first], traced)
+    if wide:
+        columns, blocks = wide_columns(selected, spec), wide_blocks(traced, selected, spec, options.dtype)
+    else:
+        columns, blocks = spec.long_columns, long_blocks(traced, spec, options.dtype)
+    view_blocks = focus_positions(traced, None, "mean")
+    return Output(columns, blocks, lambda console: _views().render_trace(view_blocks, spec, console),
+                  _sources(model, inputs))
+
+
+def predict_output(model: Model, inputs: InputFiles, options: ReplayOptions | None = None) -> Output:
+    """``predict``: the model's outputs, one row per sequence (per step for sequence outputs)."""
+    options = options or ReplayOptions()
+    request, states = read_inputs(model, inputs, options.dtype)
+    batches = predict_batches(model, request, options=options, initial_states=states, start=inputs.start)
+    first = next(batches)  # the first batch replayed before anything is written
+    names = [edge.layer for edge in model.graph.outputs]
+    columns = predict_columns(first[1], names)
+    blocks = (predict_block(ids, outputs, names) for ids, outputs in itertools.chain([first], batches))
+    title = f"{model.label}: predict"
+    return Output(columns, blocks, lambda console: _views().render_rows(columns, blocks, console, title=title),
+                  _sources(model, inputs))
+
+
+def stats_output(model: Model, inputs: InputFiles, *, layers: Sequence[str] | None = None,
+                 gates: Sequence[str] | None = None, sort: str = "unit", top: int | None = None,
+                 options: ReplayOptions | None = None) -> Output:
+    """``stats``: per layer, value and unit, the figures of ``stats.compute_stats``."""
+    from .stats import STATS_COLUMNS, compute_stats, stats_blocks
+
+    options = options or ReplayOptions()
+    request, states = read_inputs(model, inputs, options.dtype)
+    results = compute_stats(model, request, layers=layers, gates=gates, options=options, initial_states=states,
+                            start=inputs.start)
+    return Output(list(STATS_COLUMNS), stats_blocks(results, sort, top, options.dtype),
+                  lambda console: _views().render_stats(results, console, sort, top), _sources(model, inputs))
+
+
+def verify_output(model: Model, inputs: InputFiles, tolerance: float = 1e-5,
+                  options: ReplayOptions | None = None) -> tuple[Output, VerifyResult]:
+    """``verify``: one row per compared layer output, and the result (for the verdict and the exit status)."""
+    from . import verify as verifying
+
+    options = options or ReplayOptions()
+    request, _ = read_inputs(model, inputs, options.dtype)
+    result = verifying.verify(model, request, tolerance=tolerance, options=options, start=inputs.start)
+    rows = verifying.result_rows(result)
+    columns = list(verifying.VERIFY_COLUMNS)
+    blocks = [object_block(rows, columns)] if rows else []
+    verdict = verifying.summary(result)
+    output = Output(columns, blocks, lambda console: _views().render_verify(rows, columns, console, verdict),
+                    _sources(model, inputs))
+    return output, result
+
+
+# ------------------------------------------------------------------ files
+
+
+def plot_output(model: Model, inputs: InputFiles, path: str | None, fmt: str | None = None, *, kind: str = "heatmap", layers: Sequence[str] | None = None,
+                gates: Sequence[str] | None = None, units: Sequence[int] | None = None, sequence: str | None = None,
+                dpi: float = 100, options: ReplayOptions | None = None) -> FileOutput:
+    """``plot``: the picture for ``-o path`` (png, svg or pdf: ``fmt``, else the extension), drawn now
+    and written by the caller."""
+    from .api import draw, save_figure
+    from .plot import format_for, require_matplotlib
+
+    fmt = format_for(path, fmt)
+    require_matplotlib()
+    options = options or ReplayOptions()
+    request, states = read_inputs(model, inputs, options.dtype)
+    figure = draw(model, request, kind=kind, layers=layers, gates=gates, units=units, sequence=sequence,
+                  options=options, initial_states=states)
+    return FileOutput(lambda stream: save_figure(figure, stream, fmt, dpi), _sources(model, inputs))
+
+
+def export_output(model: Model, layout: str, path: str | None = None, fmt: str | None = None,
+                  layers: Sequence[str] | None = None, options: ReplayOptions | None = None) -> FileOutput:
+    """``export``: the recurrent weights in ``layout``, as ``fmt`` (npz, or json text; by default json
+    for a ``path`` ending in .json, else npz)."""
+    from .export import export_weights
+
+    fmt = fmt or ("json" if (path or "").lower().endswith(".json") else "npz")
+    options = options or ReplayOptions()
+    exported = export_weights(model, layout, layers, hard_sigmoid=options.hard_sigmoid,
+                              assume_activation=options.assume_activation,
+                              assume_recurrent_activation=options.assume_recurrent_activation)
+    return FileOutput(lambda stream: exported.write(stream, fmt), _sources(model), binary=fmt == "npz")
+
+
+__all__ = [
+    "FileOutput", "Output", "export_output", "layers_output", "plot_output", "predict_output", "read_inputs",
+    "stats_output", "trace_output", "verify_output", "weights_output",
+]

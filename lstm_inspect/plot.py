@@ -23,14 +23,15 @@ open windows) is touched.
 from __future__ import annotations
 
 import os
-from typing import Any, BinaryIO, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .engine import ReplayOptions
-from .frames import trace_columns
 from .errors import UsageProblem
+from .frames import trace_columns
 from .inputs import InputSequence
 from .layouts import GATE_NAMES
 from .model import Model, RecurrentLayer

@@ -62,7 +62,7 @@ class H5Group:
     key: str
     name_attr: str | None  # the layer name Keras 3.5+ writes on ``vars``; None before
     vars: list[StoredArray] = field(default_factory=list)
-    children: dict[str, "H5Group"] = field(default_factory=dict)
+    children: dict[str, H5Group] = field(default_factory=dict)
 
 
 @dataclass
@@ -162,7 +162,7 @@ def _read_in_a_child(path: str, label: str) -> None:
         os.close(done_r)
         try:
             read_model_file(path)
-        except BaseException:  # the parent's own read reports it
+        except BaseException:  # noqa: S110 (the parent's own read reports it)
             pass
         os._exit(0)
     os.close(done_w)
@@ -241,8 +241,9 @@ def _read_h5_file(h5, path: str) -> ModelFile:
         config = None
         if "model_config" in attrs:
             config = _parse_json(_attr_text(attrs["model_config"], label, "model_config"), label, "model_config")
-        weights_root = h5["model_weights"] if "model_weights" in h5 else h5
-        _require_hard_link(h5, "model_weights", label) if "model_weights" in h5 else None
+        has_weights_group = "model_weights" in h5
+        weights_root = h5["model_weights"] if has_weights_group else h5
+        _require_hard_link(h5, "model_weights", label) if has_weights_group else None
         version = _attr_text(attrs.get("keras_version", weights_root.attrs.get("keras_version")), label, "keras_version")
         backend = _attr_text(attrs.get("backend", weights_root.attrs.get("backend")), label, "backend")
         if "layer_names" not in weights_root.attrs:

@@ -9,8 +9,8 @@ sequence streams straight through, one chunk of steps at a time.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import NDArray

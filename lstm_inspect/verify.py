@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -157,7 +158,7 @@ def _import_keras(model: Model):
     except ImportError:
         raise UsageProblem(
             "verify needs TensorFlow and Keras: pip install 'lstm-inspect[verify]' "
-            "(tensorflow-cpu and tf-keras)"
+            "(tensorflow and tf-keras)"
         ) from None
 
 

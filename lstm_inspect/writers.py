@@ -16,7 +16,8 @@ import contextlib
 import os
 import sys
 import tempfile
-from typing import BinaryIO, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import BinaryIO
 
 import numpy as np
 
@@ -60,9 +61,8 @@ def open_output(path: str | None, protect: Sequence[str] = ()) -> Iterator[Binar
         return
     target = os.path.abspath(path)
     for other in protect:
-        if other and other != "-" and os.path.exists(other) and os.path.exists(target):
-            if os.path.samefile(other, target):
-                raise UsageProblem(f"refusing to overwrite {path}: it is an input of this command")
+        if other and other != "-" and os.path.exists(other) and os.path.exists(target) and os.path.samefile(other, target):
+            raise UsageProblem(f"refusing to overwrite {path}: it is an input of this command")
     folder = os.path.dirname(target) or "."
     if not os.path.isdir(folder):
         raise UsageProblem(f"cannot write {path}: folder {folder} does not exist")

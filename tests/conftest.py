@@ -17,9 +17,10 @@ import os
 import subprocess
 import sys
 import zlib
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -246,12 +247,54 @@ def saved_model(model_dir) -> Callable[[str, str], SavedCase]:
     return make
 
 
-def run_cli(*args: str, input: bytes | None = None, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+@dataclass
+class CliRun:
+    """One run of the command, shaped like ``subprocess.CompletedProcess`` (stdout and stderr as bytes)."""
+
+    args: list[str]
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
+@contextmanager
+def _working_directory(path: Path):
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def run_cli(*args, input: bytes | None = None, env: dict | None = None, cwd: Path | None = None) -> CliRun:
+    """Run ``lstm-inspect ARGS`` in this process, through the real entry point ``cli.main``.
+
+    stdin, stdout and stderr are Click's test streams (bytes), so the exit
+    status, the one-line errors and the data are those a shell would see,
+    without the second or so a new interpreter costs.  With ``env`` (which
+    must reach a fresh interpreter, e.g. a PYTHONPATH blocker) it is a real
+    process: see ``run_process``, also for pipes, signals and anything that
+    C code could print straight to file descriptor 2.
+    """
+    if env is not None:
+        return run_process(*args, input=input, env=env, cwd=cwd)
+    from reference import invoke
+
+    argv = [str(a) for a in args]
+    with _working_directory(cwd or ROOT):
+        result = invoke(*argv, input=input)
+    return CliRun(argv, result.exit_code, result.stdout_bytes, result.stderr_bytes)
+
+
+def run_process(*args, input: bytes | None = None, env: dict | None = None,
+                cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the real command in a subprocess; returns the CompletedProcess (bytes)."""
     full_env = dict(os.environ)
     full_env.update(env or {})
     return subprocess.run(
-        CLI + [str(a) for a in args], input=input, capture_output=True, env=full_env, cwd=cwd or ROOT, timeout=300
+        CLI + [str(a) for a in args], input=input, capture_output=True, env=full_env, cwd=cwd or ROOT, timeout=300,
+        check=False,
     )
 
 
@@ -432,15 +475,15 @@ def parse_weight_shapes(text: str) -> list[tuple[str, tuple[int, ...]]]:
 
 
 def run_cli_many(commands: list[tuple], env: dict | None = None) -> list[subprocess.CompletedProcess]:
-    """``run_cli`` for several argument tuples at once, one process each, in order of the input.
+    """``run_process`` for several argument tuples at once, one process each, in order of the input.
 
-    Lets a parametrized test run all its commands up front (in a module fixture)
-    across the CPUs instead of one after another.
+    For the tests that need real processes (nothing but the tool's own line may
+    reach file descriptor 2): runs them across the CPUs instead of one after another.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        return list(pool.map(lambda args: run_cli(*args, env=env), commands))
+        return list(pool.map(lambda args: run_process(*args, env=env), commands))
 
 
 def pytest_addoption(parser):
@@ -449,3 +492,17 @@ def pytest_addoption(parser):
                      help="time budget of tests/test_fuzz.py, shared by its targets (default 10)")
     parser.addoption("--fuzz-seed", type=int, default=None,
                      help="seed of the fuzz mutations (default: a new one each run, printed with any finding)")
+
+
+# Fixtures that hand a test a model built by Keras: a test that takes one compares lstm-inspect
+# with Keras, and is marked ``keras_oracle``.  Modules that compare with Keras through other
+# means (test_verify: Keras inside the command) carry the mark themselves.
+KERAS_FIXTURES = {"saved_model", "tanh_hard", "weights_only_file", "dense_only"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the Keras comparisons, so that ``.ci/run`` can rerun them under another BLAS kernel
+    (``pytest -m "docs or keras_oracle"``)."""
+    for item in items:
+        if KERAS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.keras_oracle)

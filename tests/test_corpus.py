@@ -17,7 +17,6 @@ import zipfile
 import h5py
 import numpy as np
 import pytest
-
 from conftest import WILD, run_cli
 
 MANIFEST = WILD / "manifest.json"
@@ -132,6 +131,7 @@ def test_trace_serves_or_refuses_with_a_reason(entry, tmp_path):
 LOADABLE = [e for e in ENTRIES if e["has_model_config"] and (e.get("keras3_loads") or e.get("tf_keras_2_21_loads"))]
 
 
+@pytest.mark.keras_oracle
 @pytest.mark.parametrize("entry", LOADABLE, ids=_ids(LOADABLE))
 def test_verify_against_keras(entry, tmp_path):
     """Keras (3, or tf-keras for Keras 2 files) computes the same outputs as the replay."""

@@ -22,6 +22,8 @@ from reference import (
 import lstm_inspect as li
 from lstm_inspect.engine import ReplayOptions
 
+pytestmark = pytest.mark.keras_oracle  # every test here compares with Keras
+
 TOL = 1e-5
 FILES = [("keras3", "keras"), ("keras3", "h5"), ("tfkeras", "h5")]
 CASES = [pytest.param(kind, backend, ext, id=f"{kind}-{backend}.{ext}") for kind in MODEL_KINDS for backend, ext in FILES]

@@ -22,6 +22,8 @@ from reference import (
 
 import lstm_inspect as li
 
+pytestmark = pytest.mark.keras_oracle  # every test here compares with Keras
+
 TOL = 1e-5
 
 # (backend, file) pairs: Keras 3 saves .keras and .h5; tf-keras 2.x saves .h5.

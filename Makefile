@@ -66,4 +66,4 @@ lint: $(STAMP_TEST)
 	$(BIN)/ruff check lstm_inspect tests bench sample_models
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache tests/.cache

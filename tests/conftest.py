@@ -7,8 +7,15 @@ file lstm-inspect wrote.
 ``saved_model(kind, backend)`` builds a model of a named kind (see
 ``MODEL_KINDS``) with seeded random weights, saves it (Keras 3: ``.keras``
 and ``.h5``; tf-keras: ``.h5``) and returns a :class:`SavedCase` holding the
-paths, the live Keras model and an input batch.  Builds are cached for the
-session.
+paths, the live Keras model and an input batch.  Cases are kept for the
+session, and the saved files on disk between runs (``keras_cache.py``: keyed by
+the Keras, TensorFlow, NumPy and h5py versions and by this file's source); a
+run that finds them loads the live model from them with Keras when a test asks
+for it.
+
+``run_cli`` runs the command in this process (fast); ``run_process`` and
+``run_cli_many`` in real processes, for pipes, signals, environment variables
+and anything C code could print straight to file descriptor 2.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from keras_cache import cached_files
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
@@ -181,12 +189,27 @@ MODEL_KINDS: dict[str, Callable] = {
 class SavedCase:
     kind: str
     backend: str  # "keras3" | "tfkeras"
-    model: object  # the live Keras model
     paths: dict[str, Path] = field(default_factory=dict)  # "keras" / "h5" -> file
     x: np.ndarray | None = None  # an input batch that fits the model
+    built: object = None  # the model Keras built, when this run built it (not read from the cache)
+
+    @property
+    def model(self):
+        """The live Keras model: the one built in this run, or Keras' own load of the saved file."""
+        if self.built is None:
+            self.built = load_with_keras(self.backend, self.paths["keras" if self.backend == "keras3" else "h5"])
+        return self.built
 
     def files(self):
         return list(self.paths.items())
+
+
+def load_with_keras(backend: str, path: Path):
+    """The model in ``path`` as Keras loads it (Keras 3 for .keras, tf-keras for its .h5)."""
+    K, _ = keras_module(backend)
+    if backend == "keras3":
+        return K.saving.load_model(path, compile=False)
+    return K.models.load_model(path, compile=False)
 
 
 def randomise(model, seed: int, scale: float = 0.5) -> None:
@@ -224,23 +247,27 @@ def model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def saved_model(model_dir) -> Callable[[str, str], SavedCase]:
-    """Factory: ``saved_model(kind, backend)`` -> SavedCase (cached per session)."""
+def saved_model() -> Callable[[str, str], SavedCase]:
+    """Factory: ``saved_model(kind, backend)`` -> SavedCase (cached per session, and its files on
+    disk between runs: see keras_cache.py)."""
 
     def make(kind: str, backend: str = "keras3") -> SavedCase:
         key = (kind, backend)
         if key in _CACHE:
             return _CACHE[key]
-        K, L = keras_module(backend)
-        model = MODEL_KINDS[kind](K, L)
-        randomise(model, seed=zlib.crc32(kind.encode()) % 1000)
-        case = SavedCase(kind, backend, model, x=input_for(kind))
-        stem = model_dir / f"{kind}-{backend}"
-        if backend == "keras3":
-            case.paths["keras"] = stem.with_suffix(".keras")
-            model.save(case.paths["keras"])
-        case.paths["h5"] = stem.with_suffix(".h5")
-        model.save(case.paths["h5"])
+        stem = f"{kind}-{backend}"
+        suffixes = ("keras", "h5") if backend == "keras3" else ("h5",)
+        case = SavedCase(kind, backend, x=input_for(kind))
+
+        def build_and_save(folder: Path) -> None:
+            K, L = keras_module(backend)
+            case.built = MODEL_KINDS[kind](K, L)
+            randomise(case.built, seed=zlib.crc32(kind.encode()) % 1000)
+            for suffix in suffixes:
+                case.built.save(folder / f"{stem}.{suffix}")
+
+        folder = cached_files(f"models/{stem}", build_and_save)  # saved once per Keras version and generators
+        case.paths = {suffix: folder / f"{stem}.{suffix}" for suffix in suffixes}
         _CACHE[key] = case
         return case
 

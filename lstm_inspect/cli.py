@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import click
 
@@ -656,9 +656,8 @@ def _emit(fmt, output, columns, blocks, protect, table) -> None:
     fmt = resolve_format(fmt, output)
     if fmt == "parquet":
         check_parquet()
-        if output is None or output == "-":
-            if sys.stdout.isatty():
-                raise click.UsageError("--format parquet writes binary data: give -o FILE or redirect stdout")
+        if (output is None or output == "-") and sys.stdout.isatty():
+            raise click.UsageError("--format parquet writes binary data: give -o FILE or redirect stdout")
     try:
         _write(fmt, output, columns, blocks, protect, table, write_blocks, open_output)
     except BrokenPipeError:

@@ -322,7 +322,7 @@ def _import_keras(model: Model):
     except ImportError:
         raise UsageProblem(
             "verify needs TensorFlow and Keras: pip install 'lstm-inspect[verify]' "
-            "(tensorflow-cpu and tf-keras)"
+            "(tensorflow and tf-keras)"
         ) from None
 
 

@@ -20,7 +20,6 @@ import zipfile
 import h5py
 import numpy as np
 import pytest
-
 from conftest import WILD, run_cli
 from reference import reference_steps
 

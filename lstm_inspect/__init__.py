@@ -42,7 +42,7 @@ _API = {
     "plot_saturation",
 }
 
-__all__ = sorted(_API) + ["__version__"]
+__all__ = sorted(_API) + ["__version__"]  # noqa: PLE0605 (one list of public names: _API)
 
 
 def __getattr__(name: str):

@@ -8,8 +8,8 @@ picked from the Keras version that saved the file, unless overridden.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -119,10 +119,10 @@ def _make(name: str, hard_sigmoid: str) -> Activation:
     raise KeyError(name)
 
 
-KNOWN = (
-    "linear tanh sigmoid hard_sigmoid relu relu6 softsign softplus elu selu exponential "
-    "swish silu gelu mish softmax log_softmax leaky_relu hard_silu hard_swish"
-).split()
+KNOWN = [
+    "linear", "tanh", "sigmoid", "hard_sigmoid", "relu", "relu6", "softsign", "softplus", "elu", "selu", "exponential",
+    "swish", "silu", "gelu", "mish", "softmax", "log_softmax", "leaky_relu", "hard_silu", "hard_swish",
+]
 
 
 def get_activation(name: str | None, hard_sigmoid: str, where: str) -> Activation:

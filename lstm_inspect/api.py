@@ -15,22 +15,22 @@ or a path to a CSV / .npy / .npz file.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .engine import ReplayOptions, compile_model, value_names
-from .inputs import CsvOptions, InputSequence, read_input
-from .errors import InputDataError
-from .model import Model, load_model
-from .tracing import plan_inputs, predict_batches, trace_blocks
-from .weights import GateBlock, label_weights
-from .export import ExportedWeights, export_weights
 from . import _API
-from .stats import GateStats, compute_stats, stats_frame
+from .engine import ReplayOptions, compile_model, value_names
+from .errors import InputDataError
+from .inputs import CsvOptions, InputSequence, read_input
+from .model import Model
+from .stats import compute_stats, stats_frame
+from .tracing import plan_inputs, predict_batches, trace_blocks
+from .weights import label_weights
 
-__all__ = sorted(_API)  # the public names are listed once, in __init__ (which imports this lazily)
+__all__ = sorted(_API)  # noqa: PLE0605 (the public names are listed once, in __init__, which imports this lazily)
 
 
 def as_sequences(x: Any, csv: CsvOptions | None = None, dtype=np.float32, *, token_ids: bool = False) -> list[InputSequence]:

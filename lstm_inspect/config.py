@@ -12,8 +12,9 @@ object is kept as its class name and its JSON config, and is never run.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from .errors import ModelFileError
 from .kinds import CELL_CLASSES, RECURRENT_CLASSES
@@ -49,7 +50,7 @@ class LayerSpec:
     config: Mapping[str, Any]
     keras_name: str
     inbound: tuple[Edge, ...] = ()
-    children: Mapping[str, "LayerSpec"] = field(default_factory=dict)
+    children: Mapping[str, LayerSpec] = field(default_factory=dict)
     container: tuple[str, ...] = ()  # enclosing nested models, outermost first
     shared: bool = False  # called more than once in the graph (not replayable)
     module: str | None = None  # Keras 3 configs: the defining module ("keras.layers"), or a custom one

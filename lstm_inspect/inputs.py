@@ -19,8 +19,8 @@ import math
 import os
 import sys
 import warnings
-from dataclasses import dataclass
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
@@ -92,17 +92,17 @@ def read_input(path: str, options: CsvOptions | None = None, *, dtype=np.float32
         if os.path.isdir(path):
             raise InputDataError(f"{path}: is a directory")
         lower = path.lower()
-        if lower.endswith(".npy") or lower.endswith(".npz"):
+        if lower.endswith((".npy", ".npz")):
             return _read_numpy(path, label, dtype)
         try:
-            handle: BinaryIO = open(path, "rb")
+            handle: BinaryIO = open(path, "rb")  # noqa: SIM115 (closed in the finally below)
         except OSError as exc:
             raise InputDataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     else:
         handle = stdin if stdin is not None else sys.stdin.buffer
     try:
         head = handle.read(6)
-        if head.startswith(b"\x93NUMPY") or head.startswith(b"PK\x03\x04"):
+        if head.startswith((b"\x93NUMPY", b"PK\x03\x04")):
             data = head + handle.read()
             return _read_numpy(io.BytesIO(data), label, dtype)
         return _read_csv(_Prefixed(head, handle), label, options, dtype)
@@ -171,7 +171,7 @@ def _read_numpy(source, label: str, dtype) -> list[InputSequence]:
         if values.shape[0] == 0:
             raise InputDataError(f"{label}: sequence {index} has no timesteps")
         values = values.astype(dtype) if values.dtype.kind == "f" else values.astype(np.float64)
-        _check_finite(values.reshape(values.shape[0], -1), label, lambda row, col: f"sequence {index}, step {row}, value {col}")
+        _check_finite(values.reshape(values.shape[0], -1), label, lambda row, col, index=index: f"sequence {index}, step {row}, value {col}")
         sequences.append(InputSequence(index, values))
     return sequences
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from .config import (
     Edge,
@@ -512,8 +513,7 @@ def _keras1_arrays(name: str, arrays: list[StoredArray]) -> dict[str, StoredArra
         key = canonical_name(array.name)
         base = name.rsplit("/", 1)[-1]
         for prefix in (f"{base}_",):
-            if key.startswith(prefix):
-                key = key[len(prefix):]
+            key = key.removeprefix(prefix)
         named[key] = array
     return named
 

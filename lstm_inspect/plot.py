@@ -23,19 +23,20 @@ open windows) is touched.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any, BinaryIO, Mapping, Sequence
+from typing import Any, BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .engine import ReplayOptions
-from .frames import trace_columns
 from .errors import UsageProblem
+from .feeding import Feed
+from .frames import trace_columns
 from .inputs import InputSequence
 from .model import Model, RecurrentLayer
 from .stats import ACTIVATION_RANGE, LEFT_THRESHOLD, RIGHT_THRESHOLD, GateStats, value_activation
-from .feeding import Feed
 from .tracing import trace_blocks
 
 PLOT_FORMATS = ("png", "svg", "pdf")

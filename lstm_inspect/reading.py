@@ -63,7 +63,7 @@ class H5Group:
     key: str
     name_attr: str | None  # the layer name Keras 3.5+ writes on ``vars``; None before
     vars: list[StoredArray] = field(default_factory=list)
-    children: dict[str, "H5Group"] = field(default_factory=dict)
+    children: dict[str, H5Group] = field(default_factory=dict)
 
 
 @dataclass
@@ -211,7 +211,7 @@ def _read_in_a_child(path: str, label: str) -> ModelFile | None:
     _SURVIVED.add(key)
     try:
         kind, value = _ResultUnpickler(io.BytesIO(b"".join(chunks))).load()
-    except Exception:  # noqa: BLE001 - a child cut short: read the file here instead
+    except Exception:
         return None
     if kind == "refused" and isinstance(value, str):
         raise ModelFileError(value)
@@ -288,8 +288,10 @@ def _read_h5_file(h5, path: str) -> ModelFile:
         config = None
         if "model_config" in attrs:
             config = _parse_json(_attr_text(attrs["model_config"], label, "model_config"), label, "model_config")
-        weights_root = h5["model_weights"] if "model_weights" in h5 else h5
-        _require_hard_link(h5, "model_weights", label) if "model_weights" in h5 else None
+        has_weights_group = "model_weights" in h5
+        weights_root = h5["model_weights"] if has_weights_group else h5
+        if has_weights_group:
+            _require_hard_link(h5, "model_weights", label)
         version = _attr_text(attrs.get("keras_version", weights_root.attrs.get("keras_version")), label, "keras_version")
         backend = _attr_text(attrs.get("backend", weights_root.attrs.get("backend")), label, "backend")
         if "layer_names" not in weights_root.attrs:
@@ -501,7 +503,7 @@ def _read_keras_tree(h5, label: str, prefix: str) -> H5Group:
     return _walk_group(layers, "", f"{prefix}layers", label, budget, depth=0, seen=set())
 
 
-def _read_backslash_tree(h5, label: str, prefix: str, budget: "_Budget") -> H5Group:
+def _read_backslash_tree(h5, label: str, prefix: str, budget: _Budget) -> H5Group:
     """A weights file written on Windows by tf.keras 2.13-2.15: its groups are named with
     backslashes (``layers\\lstm\\cell`` is one group at the root, holding ``vars``).  They are
     read into the tree the '/'-separated names would have made."""

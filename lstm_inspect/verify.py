@@ -322,7 +322,7 @@ def _import_keras(model: Model):
     except ImportError:
         raise UsageProblem(
             "verify needs TensorFlow and Keras: pip install 'lstm-inspect[verify]' "
-            "(tensorflow-cpu and tf-keras)"
+            "(tensorflow and tf-keras)"
         ) from None
 
 
@@ -423,7 +423,7 @@ def _reset_states(keras_model) -> None:
 
 
 def _equal_length_groups(sequences: Sequence[Sample]) -> list[list[Sample]]:
-    groups: list[list[InputSequence]] = []
+    groups: list[list[Sample]] = []
     for sequence in sequences:
         if groups and groups[-1][0].shapes == sequence.shapes:
             groups[-1].append(sequence)

@@ -127,9 +127,8 @@ def open_output(path: str | None, protect: Sequence[str] = ()) -> Iterator[Binar
         return
     target = os.path.abspath(path)
     for other in protect:
-        if other and other != "-" and os.path.exists(other) and os.path.exists(target):
-            if os.path.samefile(other, target):
-                raise UsageProblem(f"refusing to overwrite {path}: it is an input of this command")
+        if other and other != "-" and os.path.exists(other) and os.path.exists(target) and os.path.samefile(other, target):
+            raise UsageProblem(f"refusing to overwrite {path}: it is an input of this command")
     folder = os.path.dirname(target) or "."
     if not os.path.isdir(folder):
         raise UsageProblem(f"cannot write {path}: folder {folder} does not exist")
@@ -353,7 +352,7 @@ class _WriterThread:
         self._cancel = False
         self._thread = threading.Thread(target=self._run, args=(consume,), name="lstm-inspect-writer", daemon=True)
 
-    def __enter__(self) -> _WriterThread:
+    def __enter__(self) -> _WriterThread:  # noqa: PYI034 (a private class, never subclassed)
         self._thread.start()
         return self
 
@@ -377,7 +376,7 @@ class _WriterThread:
     def _run(self, consume: Callable[[Iterator], None]) -> None:
         try:
             consume(self._frames())
-        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+        except BaseException as exc:
             self._error = exc
 
     def __exit__(self, exc_type, exc, tb) -> bool:

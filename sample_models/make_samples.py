@@ -32,8 +32,7 @@ def _save_csv(name: str, values: np.ndarray, header: list[str]) -> None:
     path = os.path.join(HERE, f"{name}.csv")
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(",".join(header) + "\n")
-        for row in values:
-            handle.write(",".join(_fmt(v) for v in row) + "\n")
+        handle.writelines(",".join(_fmt(v) for v in row) + "\n" for row in values)
 
 
 def _fmt(value) -> str:

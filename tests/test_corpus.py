@@ -20,7 +20,6 @@ import zipfile
 import h5py
 import numpy as np
 import pytest
-
 from conftest import WILD, run_cli
 from reference import reference_steps
 
@@ -195,6 +194,7 @@ def test_predict_serves_or_refuses_a_custom_layer(entry, tmp_path):
 LOADABLE = [e for e in ENTRIES if e["has_model_config"] and (e.get("keras3_loads") or e.get("tf_keras_2_21_loads"))]
 
 
+@pytest.mark.keras_oracle
 @pytest.mark.parametrize("entry", _served(LOADABLE))
 def test_verify_against_keras(entry, tmp_path):
     """Keras (3, or tf-keras for Keras 2 files) computes the same outputs as the replay."""

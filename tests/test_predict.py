@@ -10,17 +10,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import MODEL_KINDS, SAMPLES, keras_module
+from keras_cache import cached_arrays
 from reference import (
     MASKED_KINDS,
-    build_masked,
     invoke,
-    masked_input,
+    masked_case,
     read_csv,
     reset_states,
 )
 
 import lstm_inspect as li
 from lstm_inspect.engine import ReplayOptions
+
+pytestmark = pytest.mark.keras_oracle  # every test here compares with Keras
 
 TOL = 1e-5
 FILES = [("keras3", "keras"), ("keras3", "h5"), ("tfkeras", "h5")]
@@ -46,13 +48,21 @@ def our_input(kind: str, x):
 _EXPECTED: dict[tuple[str, str], list[np.ndarray]] = {}
 
 
+def expected_predict(case) -> list[np.ndarray]:
+    """Keras' ``model.predict`` of ``case.x``: once per model and session, and kept on disk between
+    runs (keras_cache.py: recomputed when Keras or the generators change)."""
+    key = (case.kind, case.backend)
+    if key not in _EXPECTED:
+        _EXPECTED[key] = cached_arrays(f"predict/{case.kind}-{case.backend}", lambda: keras_predict(case.model, case.x),
+                                       keras_predict, as_list, reset_states)
+    return _EXPECTED[key]
+
+
 @pytest.mark.parametrize("dtype", [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")])
 @pytest.mark.parametrize("kind, backend, ext", CASES)
 def test_predict_equals_keras(saved_model, kind, backend, ext, dtype):
     case = saved_model(kind, backend)
-    if (kind, backend) not in _EXPECTED:  # one model.predict per live model
-        _EXPECTED[kind, backend] = keras_predict(case.model, case.x)
-    expected = _EXPECTED[kind, backend]
+    expected = expected_predict(case)
     got = as_list(li.predict(li.load_model(str(case.paths[ext])), our_input(kind, case.x), options=ReplayOptions(dtype=dtype)))
     assert len(got) == len(expected)
     for want, have in zip(expected, got):
@@ -61,13 +71,13 @@ def test_predict_equals_keras(saved_model, kind, backend, ext, dtype):
 
 
 @pytest.mark.parametrize("kind, backend, ext", [pytest.param(k, b, e, id=f"{k}-{b}.{e}") for k in MASKED_KINDS for b, e in FILES])
-def test_masked_models_predict_equals_keras(model_dir, kind, backend, ext):
+def test_masked_models_predict_equals_keras(kind, backend, ext):
     """Keras' outputs at masked steps: Bidirectional returning sequences zeroes them,
     a plain layer repeats its last output; return_sequences=False gives the last unmasked step."""
-    keras_model, paths = build_masked(kind, backend, model_dir)
-    x = masked_input(kind)
-    expected = keras_predict(keras_model, x)
-    got = as_list(li.predict(li.load_model(str(paths[ext])), x[..., None] if "embedding" in kind else x))
+    case = masked_case(kind, backend)
+    x = case.x
+    expected = expected_predict(case)
+    got = as_list(li.predict(li.load_model(str(case.paths[ext])), x[..., None] if "embedding" in kind else x))
     assert len(got) == len(expected)
     for want, have in zip(expected, got):
         np.testing.assert_allclose(have, want, atol=TOL)

@@ -18,11 +18,11 @@ import json
 
 import numpy as np
 import pytest
+from conftest import SAMPLES, run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lstm_inspect as li
-from conftest import SAMPLES, run_cli
 from lstm_inspect.engine import ReplayOptions
 from lstm_inspect.stats import STATS_COLUMNS, _Running
 

@@ -13,8 +13,9 @@ import json
 import h5py
 import numpy as np
 import pytest
-
 from conftest import SAMPLES, run_cli
+
+pytestmark = pytest.mark.keras_oracle  # Keras itself runs inside the command
 
 SAMPLE_PAIRS = [
     pytest.param(model, model.with_suffix(".csv"), id=model.name)

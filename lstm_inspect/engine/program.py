@@ -21,8 +21,9 @@ time axis, (N, T) token ids for an Embedding.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -241,7 +242,7 @@ class Program:
         states: Mapping[str, Sequence[NDArray]] | None = None,
         stop_after: Sequence[str] | None = None,
         keep_outputs: bool = False,
-    ) -> "Replay":
+    ) -> Replay:
         """Replay a batch: ``x`` is one array (one input), a list in ``input_names`` order, or a
         dict by input name.
 
@@ -392,7 +393,6 @@ def compile_model(
             f"{model.label}: a Keras 3 weights-only file does not record the layer order; "
             "replay needs the model (.keras or .h5 saved with model.save), or its architecture with --config"
         )
-    specs = {spec.name: spec for spec in graph.layers}
     sources = _sources(model, start)
     wiring = {spec.name: _wiring(spec, sources, start) for spec in graph.layers if spec.name not in sources.skip}
     if upto:

@@ -17,8 +17,9 @@ cells.  Everything else (frames, stats, views, export) asks the kind.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -93,7 +94,7 @@ class RecurrentKind:
     def cell(
         self, weights: RecurrentWeights, activation: Activation, recurrent_activation: Activation, dtype: np.dtype,
         config: Mapping[str, Any],
-    ) -> "Cell":
+    ) -> Cell:
         """The weights arranged for stepping, with this kind's step equations."""
         raise NotImplementedError
 

@@ -16,7 +16,8 @@ the gate blocks i, f, c, o along the last axis.  The step loop is the LSTM's
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray

@@ -19,7 +19,8 @@ is ``h`` there).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,7 +33,7 @@ from .layout import RecurrentWeights
 class GRU(RecurrentKind):
     name = "GRU"
     gates = ("z", "r", "c")
-    gate_names = {"z": "update gate", "r": "reset gate", "c": "candidate"}
+    gate_names: ClassVar[Mapping[str, str]] = {"z": "update gate", "r": "reset gate", "c": "candidate"}
     recurrent_gates = ("z", "r")
     keras1_letters = ("z", "r", "h")
     two_biases = True

@@ -20,7 +20,8 @@ once, so one ``tanh`` over all four gates serves both activations.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,7 +34,7 @@ from .layout import RecurrentWeights
 class LSTM(RecurrentKind):
     name = "LSTM"
     gates = ("i", "f", "c", "o")
-    gate_names = {"i": "input gate", "f": "forget gate", "c": "candidate", "o": "output gate"}
+    gate_names: ClassVar[Mapping[str, str]] = {"i": "input gate", "f": "forget gate", "c": "candidate", "o": "output gate"}
     states = ("h", "c")
     extra_values = ("cell",)
     recurrent_gates = ("i", "f", "o")

@@ -6,7 +6,8 @@ stores the same three arrays as ``W, U, b``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,7 +20,7 @@ from .layout import RecurrentWeights
 class SimpleRNN(RecurrentKind):
     name = "SimpleRNN"
     gates = ("h",)
-    gate_names = {"h": "hidden"}
+    gate_names: ClassVar[Mapping[str, str]] = {"h": "hidden"}
     records_gates = False  # its one block is the hidden state
     keras_classes = ("SimpleRNN",)
     cell_classes = ("SimpleRNNCell",)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -166,7 +167,7 @@ class BuildContext:
         """An error naming the file and this layer: raise it for weights or settings that make no sense."""
         return ModelFileError(f"{self.label}: {self.where}: {message}")
 
-    def child(self, spec: Any) -> "BuildContext":
+    def child(self, spec: Any) -> BuildContext:
         """The context of a wrapped layer (TimeDistributed's ``layer``)."""
         return BuildContext(spec, self._child_weights(spec.name), label=self.label, dtype=self.dtype,
                             hard_sigmoid=self.hard_sigmoid, warn=self.warn, child_weights=self._child_weights,

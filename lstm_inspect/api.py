@@ -24,11 +24,12 @@ from numpy.typing import NDArray
 from . import _API
 from .engine import ReplayOptions, compile_model, value_names
 from .errors import InputDataError
+from .export import ExportedWeights, export_weights  # noqa: F401 (public: re-exported, listed in __init__)
 from .inputs import CsvOptions, InputSequence, read_input
-from .model import Model
-from .stats import compute_stats, stats_frame
+from .model import Model, load_model  # noqa: F401 (load_model: re-exported)
+from .stats import GateStats, compute_stats, stats_frame  # noqa: F401 (GateStats: re-exported)
 from .tracing import plan_inputs, predict_batches, trace_blocks
-from .weights import label_weights
+from .weights import GateBlock, label_weights  # noqa: F401 (GateBlock: re-exported)
 
 __all__ = sorted(_API)  # noqa: PLE0605 (the public names are listed once, in __init__, which imports this lazily)
 

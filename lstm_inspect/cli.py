@@ -210,7 +210,7 @@ def output_options(formats: Sequence[str], *, required: bool = False,
                    ) -> Callable[[F], F]:
     """``-f/--format`` (only ``formats``) -> ``fmt``, and ``-o/--output FILE`` -> ``output``."""
     return lambda fn: _apply(fn, [
-        click.option("-o", "--output", metavar="FILE", default=None, required=required, help=output_help),
+        click.option("-o", "--output", metavar="FILE", required=required, help=output_help),
         click.option("-f", "--format", "fmt", type=click.Choice(list(formats)), default=None, help=format_help),
     ])
 

@@ -26,7 +26,17 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 
 from .engine import ReplayOptions, compile_model
-from .frames import Block, focus_positions, long_blocks, object_block, predict_block, predict_columns, trace_columns, wide_blocks, wide_columns
+from .frames import (
+    Block,
+    focus_positions,
+    long_blocks,
+    object_block,
+    predict_block,
+    predict_columns,
+    trace_columns,
+    wide_blocks,
+    wide_columns,
+)
 from .inputs import InputFiles, read_initial_state, read_input
 from .model import Model
 from .selection import check_gates, check_units

@@ -56,7 +56,7 @@ def detect_color_system(environ: Mapping[str, str], terminal: bool) -> str | Non
         return None
     if environ.get("COLORTERM", "").lower() in ("truecolor", "24bit"):
         return "truecolor"
-    if term.endswith("256color") or term.endswith("256"):
+    if term.endswith(("256color", "256")):
         return "256"
     return "standard"
 

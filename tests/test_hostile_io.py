@@ -305,7 +305,7 @@ def test_output_into_nowhere_is_one_line(inputs, target, words):
 def _readme_statuses() -> dict[int, str]:
     text = (ROOT / "README.md").read_text()
     section = text.split("## Exit status", 1)[1].split("\n## ", 1)[0]
-    return {int(code): meaning for code, meaning in re.findall(r"^\| (\d) \| (.+) \|$", section, re.MULTILINE)}
+    return {int(code): meaning for code, meaning in re.findall(r"^\| (\d+) \| (.+) \|$", section, re.MULTILINE)}
 
 
 def _help_statuses(text: str) -> dict[int, str]:
@@ -319,13 +319,17 @@ COMMANDS = ["layers", "weights", "trace", "predict", "verify", "stats", "plot", 
 
 def test_readme_help_and_exit_status_enum_agree():
     readme = _readme_statuses()
-    assert sorted(readme) == sorted(int(s) for s in ExitStatus) == [0, 1, 2, 3]
+    assert sorted(readme) == sorted(int(s) for s in ExitStatus) == [0, 1, 2, 3, 130]
+    assert "143" in readme[130] and "129" in readme[130]
     for command in [None] + COMMANDS:
         result = invoke(*([command] if command else []), "--help")
         assert result.exit_code == 0
         documented = _help_statuses(result.stdout)
-        # Each command lists the statuses it can return (1 only for verify); the group, all of them.
-        expected = sorted(readme) if command in (None, "verify") else [s for s in sorted(readme) if s != 1]
+        # Each command lists the statuses it can return (1 only for verify); the group, all of them;
+        # the statuses of a stopped run on a line of their own.
+        assert "130, 143 or 129" in " ".join(result.stdout.split())
+        statuses = [s for s in sorted(readme) if s != ExitStatus.INTERRUPTED]
+        expected = statuses if command in (None, "verify") else [s for s in statuses if s != 1]
         assert sorted(documented) == expected, (command, documented)
         # The same meaning in both places: the words that tell the statuses apart.
         meanings = {0: ["success"], 1: ["verify"], 2: ["usage", "input"], 3: ["internal", "--debug"]}

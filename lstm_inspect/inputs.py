@@ -21,13 +21,14 @@ import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .errors import InputDataError
 from .notes import note
+from .progress import Task, track
 
 MAX_LINE_BYTES = 64 << 20  # one CSV line (in characters); anything longer is refused, not buffered forever
 
@@ -105,7 +106,8 @@ def read_input(path: str, options: CsvOptions | None = None, *, dtype=np.float32
         if head.startswith((b"\x93NUMPY", b"PK\x03\x04")):
             data = head + handle.read()
             return _read_numpy(io.BytesIO(data), label, dtype)
-        return _read_csv(_Prefixed(head, handle), label, options, dtype)
+        size = os.path.getsize(path) if path != "-" and os.path.isfile(path) else None
+        return _read_csv(_Prefixed(head, handle), label, options, dtype, size)
     finally:
         if path != "-":
             handle.close()
@@ -282,12 +284,15 @@ def _detect_delimiter(lines: list[str]) -> str:
     return ","
 
 
-def _line_chunks(text: io.TextIOBase, label: str) -> Iterator[tuple[int, list[str]]]:
-    """(number of the first line, lines without their line end) for consecutive chunks of the text."""
+def _line_chunks(text: io.TextIOBase, label: str, task: Task | None = None) -> Iterator[tuple[int, list[str]]]:
+    """(number of the first line, lines without their line end) for consecutive chunks of the text;
+    ``task`` is told how many characters were read (about the bytes, for progress)."""
     carry = ""
     number = 1
     while True:
         block = text.read(CHUNK_CHARS)
+        if task is not None:
+            task.advance(len(block))
         if not block:
             if carry:
                 yield number, [carry]
@@ -301,10 +306,13 @@ def _line_chunks(text: io.TextIOBase, label: str) -> Iterator[tuple[int, list[st
             number += len(lines)
 
 
-def _read_csv(stream: io.RawIOBase, label: str, options: CsvOptions, dtype) -> list[InputSequence]:
+def _read_csv(stream: io.RawIOBase, label: str, options: CsvOptions, dtype: Any, size: int | None = None
+              ) -> list[InputSequence]:
+    """The sequences of a CSV stream (``size`` bytes, when known, for the progress bar)."""
     text = io.TextIOWrapper(io.BufferedReader(stream, buffer_size=1 << 20), encoding="utf-8-sig", newline=None)
     try:
-        return _parse_csv(_line_chunks(text, label), label, options, np.dtype(dtype))
+        with track(f"reading {label}", total=size, unit="bytes") as task:
+            return _parse_csv(_line_chunks(text, label, task), label, options, np.dtype(dtype))
     except UnicodeDecodeError:
         raise InputDataError(f"{label}: not UTF-8 text (is it a CSV file?)") from None
     finally:

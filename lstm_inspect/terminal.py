@@ -94,6 +94,8 @@ class Terminal:
     color_system: str | None = None
     quiet: bool = False
     file_width: int = FILE_WIDTH
+    # The progress bars on screen, if any: messages are printed above them, not through them.
+    live: list[ProgressBars] = field(default_factory=list, compare=False, repr=False)
 
     @classmethod
     def detect(cls, *, quiet: bool = False, stdout: TextIO | None = None, stderr: TextIO | None = None,
@@ -147,6 +149,9 @@ class Terminal:
 
     def _message(self, line: str) -> None:
         try:
+            if self.live:
+                self.live[-1].print(line)
+                return
             self.stderr.write(line + "\n")
             self.stderr.flush()
         except (OSError, ValueError):  # stderr closed or gone (a hung-up terminal)
@@ -206,15 +211,25 @@ class ProgressBars:
                 TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[done]}"),
                 TextColumn("{task.fields[rate]}"), TextColumn("ETA"), TimeRemainingColumn(),
                 console=self.terminal.error_console(), transient=True, refresh_per_second=5,
+                redirect_stdout=False, redirect_stderr=False,
             )
             self._bars.start()
-        return self._bars.add_task(task.description, total=task.total, done="", rate="")
+            self.terminal.live.append(self)
+        return self._bars.add_task(task.description, total=task.total, completed=task.done, **task.fields())
+
+    def print(self, line: str) -> None:
+        """A message line, printed above the bars."""
+        from rich.text import Text
+
+        self._bars.console.print(Text(line))
 
     def _finish(self) -> None:
         self._open -= 1
         if self._open <= 0 and self._bars is not None:
             self._bars.stop()
             self._bars = None
+            if self in self.terminal.live:
+                self.terminal.live.remove(self)
 
 
 class _BarTask:
@@ -237,9 +252,13 @@ class _BarTask:
             if elapsed < self.bars.delay or self.bars._bars is None and self.total is not None and self.done >= self.total:
                 return
             self.id = self.bars._show(self)
+        self.bars._bars.update(self.id, completed=self.done, **self.fields())
+
+    def fields(self) -> dict[str, str]:
+        """The bar's texts: units done (of the total) and the rate."""
+        elapsed = time.monotonic() - self.started
         rate = self.done / elapsed if elapsed > 0 else 0.0
-        self.bars._bars.update(self.id, completed=self.done, done=_done_text(self.done, self.total, self.unit),
-                               rate=f"{_count(rate, self.unit)}/s")
+        return {"done": _done_text(self.done, self.total, self.unit), "rate": f"{_count(rate, self.unit)}/s"}
 
     def finish(self) -> None:
         """The task is over (done or abandoned)."""

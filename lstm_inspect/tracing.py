@@ -29,6 +29,7 @@ from .errors import InputDataError, ModelFileError, UsageProblem
 from .feeding import Feed, check_features, check_state_rows, length_warning, plan_feed
 from .inputs import InputSequence
 from .model import Model, RecurrentLayer
+from .progress import track
 
 BATCH_BUFFER_BYTES = 64 << 20  # how much traced output a batch may hold before re-ordering
 
@@ -246,6 +247,20 @@ def trace_blocks(
     feed = plan_inputs(model, program, sequences, stateful)
     states = dict(initial_states or {})
     check_state_rows(states, feed)
+    with track("replay", total=_total_steps(feed.samples) * len(selected), unit="steps") as task:
+        for tb in _trace_feed(model, feed, selected, program, states):
+            task.advance(tb.block.steps * len(tb.sequences))
+            yield tb
+
+
+def _total_steps(samples: Sequence[Any]) -> int:
+    """The steps of all samples (a sample without a time axis counts one)."""
+    return sum(sample.values.shape[0] if sample.values.ndim >= 2 else 1 for sample in samples)
+
+
+def _trace_feed(model: Model, feed: Feed, selected: list[str], program: Program,
+                states: dict[str, Sequence[NDArray]]) -> Iterator[TraceBlock]:
+    """The blocks of a planned feed: chains of a stateful model, or batches of samples."""
     if feed.chains:
         yield from _trace_chains(model, feed, selected, program, states)
         return
@@ -418,6 +433,16 @@ def predict_batches(
     feed = plan_inputs(model, program, sequences, stateful)
     states = dict(initial_states or {})
     check_state_rows(states, feed)
+    steps = {id(sample): _total_steps([sample]) for sample in feed.samples}
+    with track("replay", total=sum(steps.values()), unit="steps") as task:
+        for ids, outputs, batch in _predict_feed(program, feed, states):
+            task.advance(sum(steps.get(id(sample), 0) for sample in batch))
+            yield ids, outputs
+
+
+def _predict_feed(program: Program, feed: Feed, states: Mapping[str, Sequence[NDArray]]
+                  ) -> Iterator[tuple[list, list[NDArray], Sequence[Any]]]:
+    """(ids, outputs, the samples replayed) per batch of a planned feed."""
     if feed.chains:
         yield from _predict_chained(program, feed, states)
         return
@@ -427,7 +452,7 @@ def predict_batches(
         row += len(batch)
         for _ in run:
             pass
-        yield [s.id for s in batch], run.outputs
+        yield [s.id for s in batch], run.outputs, batch
         if feed.stateful:
             states = run.final_states
 
@@ -460,7 +485,7 @@ def _predict_chained(program: Program, feed: Feed, states: Mapping[str, Sequence
             states = {name: [np.concatenate([f[name][k] for f in finals]) for k in range(len(finals[0][name]))]
                       for name in finals[0]}
         states = _carry(states, initial, carried)
-        yield [s.id for s in batch], outputs
+        yield [s.id for s in batch], outputs, batch
 
 
 PREDICT_ROWS = 1 << 14  # samples replayed together once their starting states are known
@@ -504,7 +529,7 @@ def _predict_from_chains(program: Program, feed: Feed, states: Mapping[str, Sequ
             run = program.run(_stack(batch), trace=[], states=start)
             for _ in run:
                 pass
-            yield [s.id for s in batch], run.outputs
+            yield [s.id for s in batch], run.outputs, batch
 
 
 def _zeros(count: int, block: StepBlock) -> NDArray:

@@ -24,11 +24,12 @@ from numpy.typing import NDArray
 from . import _API
 from .engine import ReplayOptions, compile_model, value_names
 from .errors import InputDataError
+from .export import ExportedWeights, export_weights  # noqa: F401 (re-exported: the names in _API)
 from .inputs import CsvOptions, InputSequence, read_input
-from .model import Model
-from .stats import compute_stats, stats_frame
+from .model import Model, load_model  # noqa: F401 (re-exported: the names in _API)
+from .stats import GateStats, compute_stats, stats_frame  # noqa: F401 (re-exported: the names in _API)
 from .tracing import plan_inputs, predict_batches, trace_blocks
-from .weights import label_weights
+from .weights import GateBlock, label_weights  # noqa: F401 (re-exported: the names in _API)
 
 __all__ = sorted(_API)  # noqa: PLE0605 (the public names are listed once, in __init__, which imports this lazily)
 
@@ -136,7 +137,7 @@ def layer_rows(model: Model) -> list[dict[str, Any]]:
                 "stateful": source.get("stateful") if recurrent else None,
                 "use_bias": source.get("use_bias"),
                 "params": params,
-                "weight_shapes": "; ".join(shapes),
+                "weight_shapes": "; ".join(shapes) or None,  # empty cell, not "", for a layer without weights
                 "keras_version": model.keras_version,
                 "initial_state": _initial_state_source(spec, source) if recurrent else None,
             }

@@ -378,8 +378,8 @@ def stats(model_path, config_path, input_paths, layer_names, gates, sort, top, f
     CSV columns: layer,gate,unit,steps,mean,std,min,max,left_saturated,
     right_saturated,saturation_rank,variability_rank. left/right_saturated are
     the fractions of steps below 10 % / above 90 % of the activation's range
-    (sigmoid gates: < 0.1, > 0.9; tanh candidate c: < -0.8, > 0.8; Karpathy et
-    al. 2015); empty for cell and hidden. Masked steps are left out. Rank 1 is
+    (sigmoid gates: < 0.1, > 0.9, as Karpathy et al. 2015; tanh candidate c:
+    < -0.8, > 0.8, lstm-inspect's own extension); empty for cell and hidden. Masked steps are left out. Rank 1 is
     the most saturated (left + right) / most variable (std) unit.
 
     \b

@@ -468,6 +468,74 @@ def export(model_path, config_path, layout, layer_names, output, fmt, hard_sigmo
     _save_binary(output, [model_path], lambda stream: exported.write(stream, fmt), binary=fmt == "npz")
 
 
+# ------------------------------------------------------------------ code (lstm_inspect.codegen)
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("model_path", metavar="MODEL")
+@model_options
+@click.option("--weights-out", default=None, metavar="FILE.npz", help="Also write the weights to FILE.npz, which the script then reads (no h5py needed; required for cuDNN and Keras 1 layouts).")
+@click.option("--hard-sigmoid", type=click.Choice(["keras2", "keras3"]), default=None, help="hard_sigmoid definition (default: that of the Keras version that saved the file).")
+@click.option("-o", "--output", metavar="FILE", default=None, help="Write the script to FILE (atomically) instead of stdout.")
+def code(model_path, config_path, weights_out, hard_sigmoid, output) -> None:
+    """Write a standalone NumPy script that replays MODEL, step loop and gates written out.
+
+    `python replay.py INPUT.csv` prints what `predict` prints, `--trace` what
+    `trace` prints; `import replay; replay.run(x)` returns the output and every
+    step's values. Layers it cannot write out are refused by name.
+
+    \b
+      lstm-inspect code model.keras > replay.py
+      lstm-inspect code model.h5 --weights-out weights.npz -o replay.py
+    """
+    from .codegen import generate_code, write_weights
+
+    model = _load(model_path, config_path)
+    if weights_out is not None and not weights_out.endswith(".npz"):
+        raise click.BadParameter("the file name must end in .npz", param_hint="--weights-out")
+    generated = generate_code(model, weights_out=weights_out, hard_sigmoid=hard_sigmoid)
+    if weights_out is not None:
+        _save_binary(weights_out, [model_path, config_path], lambda stream: write_weights(generated.arrays, stream))
+    _save_binary(output, [model_path, config_path, weights_out], lambda stream: stream.write(generated.source.encode()),
+                 binary=False)
+
+
+# ------------------------------------------------------------------ report (lstm_inspect.report)
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("model_path", metavar="MODEL")
+@model_options
+@click.argument("input_paths", metavar="INPUT...", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, metavar="FILE.html", help="The report: one HTML file that works offline (written atomically).")
+@click.option("--vocab", "vocab_path", default=None, metavar="FILE", help="Token texts for an Embedding input: a JSON list or dict, or one token per line.")
+@click.option("--layer", "layer_names", multiple=True, metavar="NAME", help="Only this recurrent layer (repeatable).")
+@click.option("--max-sequences", type=click.IntRange(min=1), default=20, show_default=True, metavar="N", help="Show the first N sequences (the saturation scatter counts all).")
+@input_options
+def report(model_path, config_path, input_paths, output, vocab_path, layer_names, max_sequences, **input_kw) -> None:
+    """Write an interactive HTML report of INPUT's trace: heatmaps, units, saturation, weights, pattern search.
+
+    Needs plotly: pip install 'lstm-inspect[report]'. The file holds everything
+    (plotly.js included) and opens offline; a long input is shown downsampled,
+    with a note, so that it stays under about 20 MB.
+
+    \b
+      lstm-inspect report model.keras input.csv -o report.html
+      lstm-inspect report char_model.h5 text_ids.csv --vocab vocab.json -o report.html
+    """
+    from .report import build_report, page_size_text, read_vocab, require_plotly
+
+    require_plotly()
+    model = _load(model_path, config_path)
+    options, inputs, states = _replay_setup(model, input_paths, input_kw, False)
+    vocab = read_vocab(vocab_path) if vocab_path else None
+    page = build_report(model, inputs, layers=list(layer_names) or None, vocab=vocab, options=options,
+                        stateful=input_kw["stateful"], initial_states=states, max_sequences=max_sequences)
+    _save_binary(output, [model_path, config_path, *input_paths, vocab_path, input_kw["initial_state"]],
+                 lambda stream: stream.write(page.encode("utf-8")), binary=False)
+    click.echo(f"lstm-inspect: wrote {output} ({page_size_text(page)})", err=True)
+
+
 # ------------------------------------------------------------------ helpers
 
 

@@ -189,7 +189,7 @@ def trace_figure(
         in_row = [panel for panel in panels if panel[0] == row]
         if not in_row:
             continue
-        scale = _shared_scale([_scale(layer, name, matrix, options) for _, _, layer, _, _, matrix in in_row])
+        scale = _shared_scale([colour_scale(layer, name, matrix, options) for _, _, layer, _, _, matrix in in_row])
         image = None
         for _, col, _, t, keep, matrix in in_row:
             image = _heatmap(axes[row][col], matrix, t, keep, scale)
@@ -210,7 +210,9 @@ def _shared_scale(scales: list[tuple[str, float, float]]) -> tuple[str, float, f
     return "RdBu_r", -top, top
 
 
-def _scale(layer: RecurrentLayer, name: str, value: NDArray, options: ReplayOptions) -> tuple[str, float, float]:
+def colour_scale(layer: RecurrentLayer, name: str, value: NDArray, options: ReplayOptions) -> tuple[str, float, float]:
+    """(colour map, low, high) for a value: its activation's range (gates 0..1 viridis, tanh values
+    -1..1 RdBu_r), else the range of ``value`` (symmetric about 0 when it has negatives)."""
     bounds = ACTIVATION_RANGE.get(value_activation(layer, name, options) or "")
     if bounds is None and name == "hidden":
         # o·a(cell) (LSTM) and z·h + (1 - z)·c (GRU) stay within a bounded a's range.

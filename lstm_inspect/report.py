@@ -44,6 +44,7 @@ from .inputs import InputSequence
 from .model import Model, RecurrentLayer
 
 TRACE_BUDGET = 2_000_000  # float32 numbers of trace shown (about 10.7 MB of base64)
+MAX_COLUMNS = 4_000  # time columns per heatmap, so that a browser draws them quickly
 WEIGHT_BUDGET = 600_000  # float32 numbers of weights shown
 INPUT_FEATURES = 8  # features of each input row shown on hover
 TEXT_TOKENS = 20_000  # tokens drawn in the text view, per sequence
@@ -168,7 +169,7 @@ def report_payload(
     lengths = [int(s.arrays[time_input].shape[0]) for s in shown]
     per_step = sum(len(layer.kind.value_names(False)) * layer.units for layer in selected)
     total = sum(lengths) * per_step
-    stride = max(1, math.ceil(total / trace_budget))
+    stride = max(1, math.ceil(total / trace_budget), math.ceil(max(lengths) / MAX_COLUMNS))
     if stride > 1:
         notes.append(f"The input is long: each column shows the mean of {stride} consecutive steps "
                      f"({sum(lengths):,} steps in all), so the file stays small. Hovering shows the steps a "

@@ -105,7 +105,7 @@
     const data = [{
       type: "heatmap", z: rows(seq, li, name), x: xs(seq, li), y: [...Array(layer.units).keys()],
       zmin: scale.range[0], zmax: scale.range[1], colorscale: colourscale(scale),
-      colorbar: { thickness: 10, len: 0.9, x: 1.01, xanchor: "left", tickfont: { size: 10 } }, hoverongaps: false,
+      colorbar: { thickness: 10, len: 0.9, x: 1.01, xanchor: "left", tickfont: { size: 10 } },
       hovertemplate: "t %{x} · unit %{y}<br>" + name + " %{z:.6g}<extra></extra>",
     }];
     if (name === "hidden") {  // invisible points that box selection picks up (heatmaps cannot be selected)
@@ -391,8 +391,8 @@
       const d = Math.abs(x - 0.5) * 2, c = Math.round(255 * (1 - d));
       return x >= 0.5 ? "rgb(255," + c + "," + c + ")" : "rgb(" + c + "," + c + ",255)";
     }
-    const c = Math.round(255 * (1 - x));  // white - green
-    return "rgb(" + c + ",255," + Math.round(255 - 0.4 * (255 - c)) + ")";
+    const mix = (from, to) => Math.round(from + x * (to - from));  // white - green
+    return "rgb(" + mix(255, 30) + "," + mix(255, 150) + "," + mix(255, 60) + ")";
   }
   function drawText() {
     const view = document.getElementById("text-view"), seq = P.sequences[state.seq];
@@ -488,7 +488,7 @@
     state.seq = seq;
     select.value = String(seq);
     state.xrange = null;
-    P.layers.forEach((_, li) => renderLayer(li));
+    P.layers.forEach((_, li) => { hoverPanel(li).textContent = " "; renderLayer(li); });
     if (P.text) drawText();
   }
   select.addEventListener("change", () => setSequence(Number(select.value)));

@@ -233,10 +233,11 @@ def weights(model_path: str, config_path: str | None, layer_names, gates, show_v
 @click.option("--wide", is_flag=True, help="One row per (sequence, layer, t) with columns i_0..i_{u-1}, f_*, ...")
 @click.option("--position", type=PositionType(), default=None, metavar="Y,X", help="ConvLSTM layers: only the maps' values at this position (x; y,x; z,y,x).")
 @click.option("--reduce", type=click.Choice(["mean", "max"]), default=None, help="ConvLSTM layers: each filter's mean or max over all positions, instead of one row per position.")
+@click.option("--vocab", "vocab_path", default=None, metavar="FILE", help="--format lstmvis: token texts for the words file (a JSON list or dict, or one token per line).")
 @input_options
-@output_options(["table", "csv", "json", "ndjson", "parquet"])
+@output_options(["table", "csv", "json", "ndjson", "parquet", "lstmvis"])
 def trace(model_path, config_path, input_paths, layer_names, units, gates, pre_activation, wide, position, reduce, fmt,
-          output, **input_kw) -> None:
+          output, vocab_path, **input_kw) -> None:
     """Replay INPUT through the model and write i, f, c, o, cell and hidden for every step and unit.
 
     INPUT is a CSV (rows are timesteps, columns features; '-' reads stdin), or
@@ -266,6 +267,9 @@ def trace(model_path, config_path, input_paths, layer_names, units, gates, pre_a
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     _check_units(selected, units)
+    if fmt == "lstmvis":  # a folder of files for LSTMVis (lstm_inspect.lstmvis)
+        _write_lstmvis(output, model, inputs, selected, program, gates, vocab_path, options, input_kw, states)
+        return
     blocks = trace_blocks(model, inputs, layers=[layer.name for layer in selected], options=options,
                           stateful=input_kw["stateful"], initial_states=states, program=program)
     blocks = focus_positions(blocks, position, reduce)
@@ -523,7 +527,8 @@ def report(model_path, config_path, input_paths, output, vocab_path, layer_names
       lstm-inspect report model.keras input.csv -o report.html
       lstm-inspect report char_model.h5 text_ids.csv --vocab vocab.json -o report.html
     """
-    from .report import build_report, page_size_text, read_vocab, require_plotly
+    from .report import build_report, page_size_text, require_plotly
+    from .vocab import read_vocab
 
     require_plotly()
     model = _load(model_path, config_path)
@@ -534,6 +539,18 @@ def report(model_path, config_path, input_paths, output, vocab_path, layer_names
     _save_binary(output, [model_path, config_path, *input_paths, vocab_path, input_kw["initial_state"]],
                  lambda stream: stream.write(page.encode("utf-8")), binary=False)
     click.echo(f"lstm-inspect: wrote {output} ({page_size_text(page)})", err=True)
+
+
+def _write_lstmvis(output, model, inputs, selected, program, gates, vocab_path, options, input_kw, states) -> None:
+    from .lstmvis import write_lstmvis
+    from .vocab import read_vocab
+
+    if output is None or output == "-":
+        raise click.UsageError("--format lstmvis writes a folder of files: give -o DIR")
+    written = write_lstmvis(output, model, inputs, selected, program=program, values=gates,
+                            vocab=read_vocab(vocab_path) if vocab_path else None, options=options,
+                            stateful=input_kw["stateful"], initial_states=states)
+    click.echo(f"lstm-inspect: wrote {', '.join(written)}", err=True)
 
 
 # ------------------------------------------------------------------ helpers

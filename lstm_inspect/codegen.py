@@ -114,9 +114,8 @@ def _refuse_unwritable(model: Model) -> None:
             kind = kind_of(source.kind) if source is not None else None
             if kind is not None and _has_step_source(kind):
                 continue
-        elif cls in IDENTITY_CLASSES or cls in ("Dense", "Embedding", "Masking", "Activation"):
-            continue
-        elif cls == "TimeDistributed" and inner is not None and inner.class_name == "Dense":
+        elif (cls in IDENTITY_CLASSES or cls in ("Dense", "Embedding", "Masking", "Activation")
+              or (cls == "TimeDistributed" and inner is not None and inner.class_name == "Dense")):
             continue
         raise UnsupportedLayer(
             f"{model.label}: layer '{spec.name}' ({label}) cannot be written out by `lstm-inspect code` "

@@ -40,7 +40,7 @@ def write_script(tmp_path: Path, model: Path, *extra) -> Path:
 
 def run_script(script: Path, *args) -> str:
     result = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True,
-                            cwd=script.parent, timeout=600)
+                            cwd=script.parent, timeout=600, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     return result.stdout
@@ -278,7 +278,7 @@ def test_activation_sources_compute_what_the_replay_computes(hard):
         if source is None:
             continue
         scope = {"np": np}
-        exec(source, scope)  # the text the generated scripts hold
+        exec(source, scope)  # noqa: S102 - the text the generated scripts hold, written by lstm-inspect
         got = scope[name](x)
         assert got.dtype == np.float32, name
         np.testing.assert_allclose(got, get_activation(name, hard, "test")(x), rtol=1e-6, atol=1e-7, err_msg=name)

@@ -194,7 +194,7 @@ def test_masked_steps_hover_as_empty_gates(browser, tmp_path):
     expected = trace_rows(model, data)
     report = Report(browser, write_report(tmp_path, model, data))
     try:
-        masked = [key for key, row in expected.items() if row["masked"] == "1"][0]
+        masked = next(key for key, row in expected.items() if row["masked"] == "1")
         x, y = report.cell("hm-0-i", masked[2], masked[3])
         report.page.mouse.move(x, y)
         report.page.wait_for_function(f"document.getElementById('hover-0').dataset.t === '{masked[2]}'")
@@ -418,7 +418,7 @@ def test_many_sequences_are_cut_with_a_note():
     ("<pad>\na\n \n", {0: "<pad>", 1: "a", 2: " "}),
 ])
 def test_vocab_files(tmp_path, text, expected):
-    from lstm_inspect.report import read_vocab
+    from lstm_inspect.vocab import read_vocab
 
     path = tmp_path / "vocab"
     path.write_text(text)

@@ -15,8 +15,9 @@ project folder that its README describes:
   vocabulary, or ``t<k>`` for feature inputs;
 * ``lstm.yml``: the config naming them: ``files``, ``word_sequence``, and one
   ``states.types`` entry per dataset: ``type`` (``output`` for hidden,
-  ``state`` for the rest), ``layer`` (1-based, model order), ``path``.  The
-  gates and the candidate are in ranges already (``transform: none``; gates
+  ``state`` for the rest), ``layer`` (1-based, model order), ``path``.
+  Values a bounded activation keeps in range (sigmoid gates in 0..1, tanh
+  candidate and hidden state in -1..1) say ``transform: none`` (gates also
   ``unsigned: true``), so LSTMVis does not squash them with its default tanh;
   ``cell`` keeps that default, since it is unbounded.
 
@@ -144,7 +145,7 @@ def _word(text: str) -> str:
 
 def _dictionary(ids: NDArray, vocab: Mapping[int, str] | None, token_ids: bool) -> str:
     lines = []
-    for word_id in sorted(set(int(i) for i in ids)):
+    for word_id in sorted({int(i) for i in ids}):
         if not token_ids:
             word = f"t{word_id}"
         elif vocab is not None:
@@ -162,9 +163,10 @@ def _config(model: Model, layers: Sequence[RecurrentLayer], names: Mapping[str, 
     for number, layer in enumerate(layers, start=1):
         for value in names[layer.name]:
             entry = f"{{type: {'output' if value == 'hidden' else 'state'}, layer: {number}, path: {q(f'{layer.name}/{value}')}"
-            if value in layer.kind.recurrent_gates:
-                entry += ", unsigned: true, transform: none"  # in 0..1 already
-            elif value == "c" or (value == "hidden" and layer.kind.name != "SimpleRNN"):
+            bounds = _bounds(layer, value)
+            if bounds == (0.0, 1.0):
+                entry += ", unsigned: true, transform: none"  # in 0..1 already (sigmoid)
+            elif bounds == (-1.0, 1.0):
                 entry += ", transform: none"  # in -1..1 already (tanh)
             types.append(f"    {entry}}},  # {layer.kind.gate_name(value) if value in layer.kind.gates else value}")
     return (
@@ -185,6 +187,16 @@ def _config(model: Model, layers: Sequence[RecurrentLayer], names: Mapping[str, 
         "  file: states\n"
         "  types: [\n" + "\n".join(types) + "\n  ]\n"
     )
+
+
+def _bounds(layer: RecurrentLayer, value: str) -> tuple[float, float] | None:
+    """The range a value stays in: its activation's, and for hidden that of the activation
+    (o·tanh(cell), or a GRU's mix of tanh values, stays within tanh's range); None: unbounded."""
+    from .stats import ACTIVATION_RANGE
+
+    activation = layer.activation if value == "hidden" else layer.kind.value_activation(
+        value, layer.activation, layer.recurrent_activation)
+    return ACTIVATION_RANGE.get(activation or "")
 
 
 def _temporary(folder: str, name: str) -> str:

@@ -74,21 +74,29 @@ class _Bins:
     steps: NDArray | None = None  # (C,) steps seen per bin
 
     def add(self, t: NDArray, values: Mapping[str, NDArray], masked: NDArray | None) -> None:
-        """``t`` (S,), ``values[name]`` (S, U), ``masked`` (S,) or None."""
-        col = t // self.stride
+        """``t`` (S,), ``values[name]`` (S, U), ``masked`` (S,) or None.
+
+        A block's steps are consecutive (descending for go_backwards): sorted, each run of
+        steps in one column is summed at once (``reduceat``).
+        """
         if self.steps is None:
             self.steps = np.zeros(self.columns, dtype=np.int64)
             self.masked = np.zeros(self.columns, dtype=np.int64)
-        np.add.at(self.steps, col, 1)
+        order = np.argsort(t, kind="stable")
+        col = t[order] // self.stride
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(col)) + 1])
+        cols = col[starts]
+        self.steps[cols] += np.diff(np.append(starts, col.shape[0]))
         if masked is not None:
-            np.add.at(self.masked, col, masked.astype(np.int64))
+            self.masked[cols] += np.add.reduceat(masked[order].astype(np.int64), starts)
         for name, value in values.items():
             if name not in self.sums:
                 self.sums[name] = np.zeros((self.units, self.columns))
                 self.counts[name] = np.zeros((self.units, self.columns), dtype=np.int64)
+            value = value[order]
             finite = np.isfinite(value)
-            np.add.at(self.sums[name].T, col, np.where(finite, value, 0.0))
-            np.add.at(self.counts[name].T, col, finite)
+            self.sums[name][:, cols] += np.add.reduceat(np.where(finite, value, 0.0).astype(np.float64), starts).T
+            self.counts[name][:, cols] += np.add.reduceat(finite.astype(np.int64), starts).T
 
     def means(self) -> dict[str, NDArray]:
         """value -> (U, C) float32: each bin's mean (NaN where every step was masked)."""
@@ -141,28 +149,34 @@ def report_payload(
     bins = {(k, layer.name): _Bins(stride, -(-lengths[k] // stride), layer.units)
             for k in range(len(shown)) for layer in selected}
     index = {s.id: k for k, s in enumerate(shown)}
-    replayed = samples[: len(shown)] if stateful else shown
-    convolutional = False
-    for tb in trace_blocks(model, replayed, layers=[layer.name for layer in selected], options=options,
-                           stateful=stateful, initial_states=initial_states, program=program):
-        block = tb.block
-        for row, sample_id in enumerate(tb.sequences):
-            k = index.get(sample_id)
-            if k is None:
-                continue
-            values = {}
-            for name, value in block.values.items():
-                value = value[:, row]
-                if value.ndim > 2:  # a ConvLSTM's maps: each filter's mean over the positions
-                    convolutional = True
-                    value = np.nanmean(value, axis=tuple(range(1, value.ndim - 1)))
-                values[name] = value
-            bins[(k, block.layer.name)].add(block.t, values, None if block.masked is None else block.masked[:, row])
-    if convolutional:
+    seen = {"convolutional": False}
+
+    def binned(blocks):
+        """The trace, passed on to the statistics after the shown sequences' steps are binned."""
+        for tb in blocks:
+            block = tb.block
+            for row, sample_id in enumerate(tb.sequences):
+                k = index.get(sample_id)
+                if k is None:
+                    continue
+                values = {}
+                for name, value in block.values.items():
+                    value = value[:, row]
+                    if value.ndim > 2:  # a ConvLSTM's maps: each filter's mean over the positions
+                        seen["convolutional"] = True
+                        value = np.nanmean(value, axis=tuple(range(1, value.ndim - 1)))
+                    values[name] = value
+                bins[(k, block.layer.name)].add(block.t, values, None if block.masked is None else block.masked[:, row])
+            yield tb
+
+    # One replay of every sequence: the scatter counts them all, the heatmaps show the first ones.
+    blocks = trace_blocks(model, samples, layers=[layer.name for layer in selected], options=options,
+                          stateful=stateful, initial_states=initial_states, program=program)
+    stats = compute_stats(model, samples, layers=[layer.name for layer in selected], options=options,
+                          blocks=binned(blocks))
+    if seen["convolutional"]:
         notes.append("Convolutional layers (ConvLSTM) are shown per filter: each value is the filter's mean over "
                      "all positions.")
-    stats = compute_stats(model, samples, layers=[layer.name for layer in selected], options=options,
-                          stateful=stateful, initial_states=initial_states)
     weights, weight_notes = _weights(model, selected, weight_budget)
     notes += weight_notes
     return {

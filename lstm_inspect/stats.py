@@ -191,13 +191,15 @@ def compute_stats(
     stateful: bool = False,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
     start: str | None = None,
+    blocks: Iterable[TraceBlock] | None = None,
 ) -> list[GateStats]:
     """Replay ``sequences`` and summarise every selected value of every selected layer.
 
     Returns one :class:`GateStats` per (layer, value), layers in model order
     and values in trace-column order.  ``gates`` keeps only those values
     (``i,f``, ``cell``, ...).  Streams over the trace: memory does not grow
-    with the input.
+    with the input.  ``blocks``: the trace of ``sequences`` already under way
+    (a caller that reads it too), summarised instead of replaying again.
     """
     options = options or ReplayOptions()
     if options.pre_activation:
@@ -211,8 +213,9 @@ def compute_stats(
         unknown = [g for g in gates if g not in known]
         if unknown:
             raise UsageProblem(f"unknown gate(s) {', '.join(unknown)} (these layers have: {', '.join(sorted(known))})")
-    blocks = trace_blocks(model, sequences, layers=[layer.name for layer in selected], options=options,
-                          stateful=stateful, initial_states=initial_states, start=start)
+    if blocks is None:
+        blocks = trace_blocks(model, sequences, layers=[layer.name for layer in selected], options=options,
+                              stateful=stateful, initial_states=initial_states, start=start)
     running = accumulate(blocks, names, {layer.name: _thresholds(layer, options) for layer in selected})
     result = []
     for layer in selected:

@@ -75,7 +75,7 @@ def test_project_holds_what_trace_writes(tmp_path, name):
     result = run_cli("trace", model, data, "--format", "lstmvis", "-o", tmp_path / "project")
     assert result.returncode == 0, result.stderr
     assert result.stdout == b""
-    config, ids, words, states = read_project(tmp_path / "project")
+    _, ids, words, states = read_project(tmp_path / "project")
     want = expected_states(trace_csv(model, data), ["0"])
     assert sorted(states) == sorted(want)
     positions = len(np.loadtxt(data, delimiter=",", skiprows=1, ndmin=1))
@@ -104,7 +104,7 @@ def test_several_sequences_follow_each_other_and_vocab_words_have_no_spaces(tmp_
     result = run_cli("trace", model, tmp_path / "ids.npy", "--format", "lstmvis", "-o", tmp_path / "p", "--vocab",
                      tmp_path / "vocab.json", "--gates", "f,hidden")
     assert result.returncode == 0, result.stderr
-    config, word_ids, words, states = read_project(tmp_path / "p")
+    _, word_ids, words, states = read_project(tmp_path / "p")
     assert sorted(states) == ["lstm/f", "lstm/hidden"]
     np.testing.assert_array_equal(word_ids, ids.reshape(-1))
     assert words[1] == "<space>" and words[4] == "<newline>" and words[5] == "new_york" and words[17] == "w17"
@@ -117,7 +117,7 @@ def test_feature_inputs_get_step_words(tmp_path):
     model, data = SAMPLES / "stacked_lstm.keras", SAMPLES / "stacked_lstm.csv"
     result = run_cli("trace", model, data, "--format", "lstmvis", "-o", tmp_path / "p", "--layer", "lstm_2")
     assert result.returncode == 0, result.stderr
-    config, ids, words, states = read_project(tmp_path / "p")
+    _, ids, words, states = read_project(tmp_path / "p")
     np.testing.assert_array_equal(ids, np.arange(12))
     assert words[3] == "t3"
     assert {entry["layer"] for entry, _ in states.values()} == {1} and all(p.startswith("lstm_2/") for p in states)

@@ -284,3 +284,9 @@ def test_activation_sources_compute_what_the_replay_computes(hard):
         np.testing.assert_allclose(got, get_activation(name, hard, "test")(x), rtol=1e-6, atol=1e-7, err_msg=name)
         written += 1
     assert written >= 10
+
+
+def test_api_replay_code_is_what_the_command_writes(tmp_path):
+    model = SAMPLES / "gru_rnn.keras"
+    script = write_script(tmp_path, model)
+    assert li.replay_code(li.load_model(str(model))).source == script.read_text()

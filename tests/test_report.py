@@ -448,3 +448,10 @@ def test_without_plotly_one_line_naming_the_extra(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == "lstm-inspect: error: report needs plotly: pip install 'lstm-inspect[report]'"
     assert not list(tmp_path.iterdir())
+
+
+def test_api_write_report(tmp_path):
+    model = li.load_model(str(SAMPLES / "gru_rnn.keras"))
+    page = li.write_report(model, str(SAMPLES / "gru_rnn.csv"), str(tmp_path / "gru.html"))
+    assert (tmp_path / "gru.html").read_text(encoding="utf-8") == page
+    assert page.startswith("<!DOCTYPE html>") and "plotly.js" in page[:20000]

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SAMPLES, WILD, keras_module, run_cli
 
 import lstm_inspect as li
-from conftest import SAMPLES, WILD, keras_module, run_cli
 
 TEXT_COLUMNS = {"sequence", "layer", "t", "unit", "masked"}
 SAMPLE_FILES = sorted(SAMPLES.glob("*.keras")) + sorted(SAMPLES.glob("*.h5"))

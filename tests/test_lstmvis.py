@@ -17,7 +17,6 @@ import os
 import h5py
 import numpy as np
 import pytest
-
 from conftest import SAMPLES, run_cli
 
 yaml = pytest.importorskip("yaml", reason="reading LSTMVis' lstm.yml needs PyYAML (pip install -e '.[test]')")

@@ -20,13 +20,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SAMPLES, keras_module, randomise, run_cli
 
 import lstm_inspect as li
-from conftest import SAMPLES, keras_module, randomise, run_cli
 
 pytest.importorskip("plotly", reason="report needs plotly (pip install -e '.[test]')")
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
+# LSTM_INSPECT_CHROMIUM names another chromium binary ("" acts as if none were installed).
+CHROMIUM = os.environ.get("LSTM_INSPECT_CHROMIUM", shutil.which("chromium") or
+                          ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else "")) or None
 # The flags that work on a closed network: no background connections, no sandbox as root.
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -535,7 +535,8 @@ def report(model_path, config_path, input_paths, output, vocab_path, layer_names
     options, inputs, states = _replay_setup(model, input_paths, input_kw, False)
     vocab = read_vocab(vocab_path) if vocab_path else None
     page = build_report(model, inputs, layers=list(layer_names) or None, vocab=vocab, options=options,
-                        stateful=input_kw["stateful"], initial_states=states, max_sequences=max_sequences)
+                        stateful=input_kw["stateful"], initial_states=states, max_sequences=max_sequences,
+                        start=input_kw["start"])
     _save_binary(output, [model_path, config_path, *input_paths, vocab_path, input_kw["initial_state"]],
                  lambda stream: stream.write(page.encode("utf-8")), binary=False)
     click.echo(f"lstm-inspect: wrote {output} ({page_size_text(page)})", err=True)

@@ -120,15 +120,18 @@ def report_payload(
     max_sequences: int = 20,
     trace_budget: int = TRACE_BUDGET,
     weight_budget: int = WEIGHT_BUDGET,
+    start: str | None = None,
 ) -> dict[str, Any]:
-    """Everything the page shows, as a JSON-ready dict (see the module docstring)."""
+    """Everything the page shows, as a JSON-ready dict (see the module docstring).
+
+    ``start`` feeds the input to that layer (``--from``)."""
     from .api import layer_rows
     from .stats import compute_stats, saturation_points
     from .tracing import samples_for, trace_blocks
 
     options = options or ReplayOptions()
     selected = model.select_recurrent(layers)
-    program = compile_model(model, options, upto=[layer.name for layer in selected])
+    program = compile_model(model, options, upto=[layer.name for layer in selected], start=start)
     samples = samples_for(program, sequences)
     if not samples:
         raise UsageProblem("the input holds no sequence")

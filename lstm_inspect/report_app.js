@@ -42,6 +42,7 @@
   function inputText(seq, col) {
     const s = P.sequences[seq];
     if (s.ids) {
+      if (STRIDE > 1) return "";  // a column covers several tokens: the text view shows them
       const id = s.ids[col];
       if (id === undefined) return "";
       return s.tokens ? "token " + JSON.stringify(s.tokens[col]) + " (id " + id + ")" : "token id " + id;

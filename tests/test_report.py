@@ -457,3 +457,23 @@ def test_api_write_report(tmp_path):
     page = li.write_report(model, str(SAMPLES / "gru_rnn.csv"), str(tmp_path / "gru.html"))
     assert (tmp_path / "gru.html").read_text(encoding="utf-8") == page
     assert page.startswith("<!DOCTYPE html>") and "plotly.js" in page[:20000]
+
+
+def test_from_feeds_a_later_layer(tmp_path):
+    """--from LAYER: the report shows what `trace --from` gives (here lstm_2 fed (T, 8) rows directly)."""
+    import base64
+
+    x = np.random.default_rng(2).normal(size=(2, 5, 8)).astype(np.float32)
+    np.save(tmp_path / "h.npy", x)
+    model = SAMPLES / "stacked_lstm.keras"
+    out = tmp_path / "r.html"
+    result = run_cli("report", model, tmp_path / "h.npy", "--from", "lstm_2", "--layer", "lstm_2", "-o", out)
+    assert result.returncode == 0, result.stderr
+    page = out.read_text(encoding="utf-8")
+    start = page.index('<script type="application/json" id="payload">') + len('<script type="application/json" id="payload">')
+    payload = json.loads(page[start : page.index("</script>", start)])
+    assert [layer["name"] for layer in payload["layers"]] == ["lstm_2"]
+    want = li.trace_arrays(li.load_model(str(model)), x, layers=["lstm_2"], start="lstm_2")["lstm_2"]
+    for seq in range(2):
+        shown = np.frombuffer(base64.b64decode(payload["trace"][seq][0]["o"]), dtype="<f4").reshape(4, 5)
+        np.testing.assert_array_equal(shown, want["o"][seq].T)

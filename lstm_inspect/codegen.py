@@ -142,9 +142,9 @@ def _check_chain(model: Model, program) -> None:
     previous = None
     for op in program.ops:
         edges = list(op.inputs)
-        expected = FEED if previous is None else previous
-        if len(edges) != 1 or edges[0].index != 0 or not (edges[0].layer == expected or
-                                                          (previous is None and edges[0].layer.startswith(FEED))):
+        # The first layer reads the model's input; every other one the output 0 of the layer before it.
+        reads = edges[0].layer.startswith(FEED) if previous is None else edges[0].layer == previous
+        if len(edges) != 1 or edges[0].index != 0 or not reads:
             raise UnsupportedLayer(
                 f"{model.label}: layer '{op.name}' does not simply read the layer before it (its inputs: "
                 f"{', '.join(e.layer.replace(FEED, 'input ') for e in edges)}); `lstm-inspect code` writes a chain of layers"

@@ -441,3 +441,41 @@ def _save_to(figure, path: str, dpi: float) -> None:
     fmt = format_for(path)
     with open_output(path) as stream:
         save_figure(figure, stream, fmt, dpi)
+
+
+# ------------------------------------------------------------------ report and code
+
+
+def write_report(
+    model: Model,
+    x: Any,
+    path: str | None = None,
+    *,
+    layers: Sequence[str] | None = None,
+    vocab: Mapping[int, str] | None = None,
+    options: ReplayOptions | None = None,
+    stateful: bool = False,
+    initial_states: Mapping[str, Sequence[NDArray]] | None = None,
+    max_sequences: int = 20,
+) -> str:
+    """The interactive HTML report of ``x`` (what ``lstm-inspect report`` writes), as a string;
+    with ``path`` also written there, atomically.  ``vocab``: token id -> text for an Embedding
+    input.  Needs plotly (``pip install 'lstm-inspect[report]'``)."""
+    from .report import build_report
+    from .writers import open_output
+
+    options = options or ReplayOptions()
+    page = build_report(model, _model_sequences(model, x, options), layers=layers, vocab=vocab, options=options,
+                        stateful=stateful, initial_states=initial_states, max_sequences=max_sequences)
+    if path is not None:
+        with open_output(path) as stream:
+            stream.write(page.encode("utf-8"))
+    return page
+
+
+def replay_code(model: Model, *, weights_out: str | None = None, hard_sigmoid: str | None = None):
+    """The standalone NumPy replay script of ``model`` (what ``lstm-inspect code`` writes): a
+    ``GeneratedCode`` with ``.source`` and, for ``weights_out``, the ``.arrays`` to save there."""
+    from .codegen import generate_code
+
+    return generate_code(model, weights_out=weights_out, hard_sigmoid=hard_sigmoid)

@@ -295,10 +295,11 @@ def weights(model_path: str, config_path: str | None, layer_names, gates, show_v
 @click.option("--wide", is_flag=True, help="One row per (sequence, layer, t) with columns i_0..i_{u-1}, f_*, ...")
 @click.option("--position", type=PositionType(), default=None, metavar="Y,X", help="ConvLSTM layers: only the maps' values at this position (x; y,x; z,y,x).")
 @click.option("--reduce", type=click.Choice(["mean", "max"]), default=None, help="ConvLSTM layers: each filter's mean or max over all positions, instead of one row per position.")
+@click.option("--vocab", "vocab_path", default=None, metavar="FILE", help="--format lstmvis: token texts for the words file (a JSON list or dict, or one token per line).")
 @input_options
-@output_options(TABLE_FORMATS)
+@output_options((*TABLE_FORMATS, "lstmvis"))
 def trace(model_path, config_path, input_paths, layer_names, units, gates, pre_activation, wide, position, reduce, fmt,
-          output, **input_kw) -> None:
+          output, vocab_path, **input_kw) -> None:
     """Replay INPUT through the model and write i, f, c, o, cell and hidden for every step and unit.
 
     INPUT is a CSV (rows are timesteps, columns features; '-' reads stdin), or
@@ -328,6 +329,9 @@ def trace(model_path, config_path, input_paths, layer_names, units, gates, pre_a
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     _check_units(selected, units)
+    if fmt == "lstmvis":  # a folder of files for LSTMVis (lstm_inspect.lstmvis)
+        _write_lstmvis(output, model, inputs, selected, program, gates, vocab_path, options, input_kw, states)
+        return
     blocks = trace_blocks(model, inputs, layers=[layer.name for layer in selected], options=options,
                           initial_states=states, program=program)
     blocks = focus_positions(blocks, position, reduce)
@@ -445,8 +449,8 @@ def stats(model_path, config_path, input_paths, layer_names, gates, sort, top, f
     CSV columns: layer,gate,unit,steps,mean,std,min,max,left_saturated,
     right_saturated,saturation_rank,variability_rank. left/right_saturated are
     the fractions of steps below 10 % / above 90 % of the activation's range
-    (sigmoid gates: < 0.1, > 0.9; tanh candidate c: < -0.8, > 0.8; Karpathy et
-    al. 2015); empty for cell and hidden. Masked steps are left out. Rank 1 is
+    (sigmoid gates: < 0.1, > 0.9, as Karpathy et al. 2015; tanh candidate c:
+    < -0.8, > 0.8, lstm-inspect's own extension); empty for cell and hidden. Masked steps are left out. Rank 1 is
     the most saturated (left + right) / most variable (std) unit.
 
     \b
@@ -533,6 +537,88 @@ def export(model_path, config_path, layout, layer_names, output, fmt, hard_sigmo
                                      assume_activation=assume_activation,
                                      assume_recurrent_activation=assume_recurrent_activation)
     _save_binary(output, [model_path], lambda stream: exported.write(stream, fmt), binary=fmt == "npz")
+
+
+# ------------------------------------------------------------------ code (lstm_inspect.codegen)
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("model_path", metavar="MODEL")
+@model_options
+@click.option("--weights-out", default=None, metavar="FILE.npz", help="Also write the weights to FILE.npz, which the script then reads (no h5py needed; required for cuDNN and Keras 1 layouts).")
+@click.option("--hard-sigmoid", type=click.Choice(["keras2", "keras3"]), default=None, help="hard_sigmoid definition (default: that of the Keras version that saved the file).")
+@click.option("-o", "--output", metavar="FILE", default=None, help="Write the script to FILE (atomically) instead of stdout.")
+def code(model_path, config_path, weights_out, hard_sigmoid, output) -> None:
+    """Write a standalone NumPy script that replays MODEL, step loop and gates written out.
+
+    `python replay.py INPUT.csv` prints what `predict` prints, `--trace` what
+    `trace` prints; `import replay; replay.run(x)` returns the output and every
+    step's values. Layers it cannot write out are refused by name.
+
+    \b
+      lstm-inspect code model.keras > replay.py
+      lstm-inspect code model.h5 --weights-out weights.npz -o replay.py
+    """
+    from .codegen import generate_code, write_weights
+
+    model = _load(model_path, config_path)
+    if weights_out is not None and not weights_out.endswith(".npz"):
+        raise click.BadParameter("the file name must end in .npz", param_hint="--weights-out")
+    generated = generate_code(model, weights_out=weights_out, hard_sigmoid=hard_sigmoid)
+    if weights_out is not None:
+        _save_binary(weights_out, [model_path, config_path], lambda stream: write_weights(generated.arrays, stream))
+    _save_binary(output, [model_path, config_path, weights_out], lambda stream: stream.write(generated.source.encode()),
+                 binary=False)
+
+
+# ------------------------------------------------------------------ report (lstm_inspect.report)
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("model_path", metavar="MODEL")
+@model_options
+@click.argument("input_paths", metavar="INPUT...", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, metavar="FILE.html", help="The report: one HTML file that works offline (written atomically).")
+@click.option("--vocab", "vocab_path", default=None, metavar="FILE", help="Token texts for an Embedding input: a JSON list or dict, or one token per line.")
+@click.option("--layer", "layer_names", multiple=True, metavar="NAME", help="Only this recurrent layer (repeatable).")
+@click.option("--max-sequences", type=click.IntRange(min=1), default=20, show_default=True, metavar="N", help="Show the first N sequences (the saturation scatter counts all).")
+@input_options
+def report(model_path, config_path, input_paths, output, vocab_path, layer_names, max_sequences, **input_kw) -> None:
+    """Write an interactive HTML report of INPUT's trace: heatmaps, units, saturation, weights, pattern search.
+
+    Needs plotly: pip install 'lstm-inspect[report]'. The file holds everything
+    (plotly.js included) and opens offline; a long input is shown downsampled,
+    with a note, so that it stays under about 20 MB.
+
+    \b
+      lstm-inspect report model.keras input.csv -o report.html
+      lstm-inspect report char_model.h5 text_ids.csv --vocab vocab.json -o report.html
+    """
+    from .report import build_report, page_size_text, require_plotly
+    from .vocab import read_vocab
+
+    require_plotly()
+    model = _load(model_path, config_path)
+    options, inputs, states = _replay_setup(model, input_paths, input_kw, False)
+    vocab = read_vocab(vocab_path) if vocab_path else None
+    page = build_report(model, inputs, layers=list(layer_names) or None, vocab=vocab, options=options,
+                        stateful=input_kw["stateful"], initial_states=states, max_sequences=max_sequences,
+                        start=input_kw["start"])
+    _save_binary(output, [model_path, config_path, *input_paths, vocab_path, input_kw["initial_state"]],
+                 lambda stream: stream.write(page.encode("utf-8")), binary=False)
+    click.echo(f"lstm-inspect: wrote {output} ({page_size_text(page)})", err=True)
+
+
+def _write_lstmvis(output, model, inputs, selected, program, gates, vocab_path, options, input_kw, states) -> None:
+    from .lstmvis import write_lstmvis
+    from .vocab import read_vocab
+
+    if output is None or output == "-":
+        raise click.UsageError("--format lstmvis writes a folder of files: give -o DIR")
+    written = write_lstmvis(output, model, inputs, selected, program=program, values=gates,
+                            vocab=read_vocab(vocab_path) if vocab_path else None, options=options,
+                            stateful=input_kw["stateful"], initial_states=states)
+    click.echo(f"lstm-inspect: wrote {', '.join(written)}", err=True)
 
 
 # ------------------------------------------------------------------ helpers

@@ -27,7 +27,24 @@ from conftest import SAMPLES, WILD, keras_module, run_cli
 import lstm_inspect as li
 
 TEXT_COLUMNS = {"sequence", "layer", "t", "unit", "masked"}
-SAMPLE_FILES = sorted(SAMPLES.glob("*.keras")) + sorted(SAMPLES.glob("*.h5"))
+# The sample models `code` writes out; the others hold layers it refuses by name (tested below).
+REFUSED = {
+    "cnn_lstm.keras": "'conv1d' (Conv1D)",
+    "conv_lstm.keras": "'conv_lstm' (ConvLSTM2D)",
+    "lambda_scaled.keras": "'scale' (Lambda)",
+    "seq2seq.keras": "the model has 2 inputs",
+    "seq2seq_decoder.keras": "the model has 3 inputs",
+    "seq2seq_encoder.keras": "several outputs",
+}
+SAMPLE_FILES = [p for p in sorted(SAMPLES.glob("*.keras")) + sorted(SAMPLES.glob("*.h5")) if p.name not in REFUSED]
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_models_code_cannot_write_out_are_refused_by_name(name, tmp_path):
+    result = run_cli("code", SAMPLES / name, "-o", tmp_path / "replay.py")
+    assert result.returncode == 2 and not (tmp_path / "replay.py").exists()
+    stderr = result.stderr.decode()
+    assert len(stderr.strip().splitlines()) == 1 and REFUSED[name] in stderr, stderr
 
 
 def write_script(tmp_path: Path, model: Path, *extra) -> Path:

@@ -63,6 +63,11 @@ def trace_blocks(
     _check_input(program, feed)
     states = dict(initial_states or {})
     check_state_rows(states, feed)
+    yield from _announcing(feed, model, _trace_feed(model, feed, selected, program, states))
+
+
+def _trace_feed(model: Model, feed: Feed, selected: list[str], program: Program,
+                states: Mapping[str, Sequence[NDArray]]) -> Iterator[TraceBlock]:
     if feed.chains:
         yield from _trace_chains(model, feed, selected, program, states)
         return
@@ -156,11 +161,24 @@ def _chain_is_one_sequence(model: Model, selected: Sequence[str]) -> bool:
 
 
 def _check_input(program: Program, feed: Feed) -> None:
-    """The input fits the model (or one line says what to change); then the feed's note."""
+    """The input fits the model, or one line says what to change."""
     spec = program.input_spec
     check_features(spec.features, spec.token_ids, feed.samples)
     spec.check(feed.samples)
-    feed.announce(program.model)
+
+
+def _announcing(feed: Feed, model: Model, items: Iterator):
+    """``items``, with the feed's note and warning just before the first (or at the end, when there
+    is none): once the replay has begun, so that an error in the input or the model stays the only
+    line on stderr."""
+    announced = False
+    for item in items:
+        if not announced:
+            feed.announce(model)
+            announced = True
+        yield item
+    if not announced:
+        feed.announce(model)
 
 
 def _stack(batch: Sequence[InputSequence]) -> NDArray:
@@ -244,6 +262,10 @@ def predict_batches(
     _check_input(program, feed)
     states = dict(initial_states or {})
     check_state_rows(states, feed)
+    yield from _announcing(feed, model, _predict_feed(program, feed, states))
+
+
+def _predict_feed(program: Program, feed: Feed, states: Mapping[str, Sequence[NDArray]]):
     if feed.chains:
         yield from _predict_chained(program, feed, states)
         return

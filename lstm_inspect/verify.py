@@ -104,7 +104,6 @@ def verify(
     check_features(program.input_spec.features, program.input_spec.token_ids, feed.samples)
     program.input_spec.check(feed.samples)
     groups = _groups(model, feed)
-    feed.announce(model)
     with _quiet_stderr():
         keras_mod, keras_name = _import_keras(model)
         keras_model, note = _load_with_keras(model, keras_mod, keras_name)
@@ -148,6 +147,7 @@ def verify(
                 reason = "inside a nested model" if spec.container else "not an output Keras exposes"
                 checks.append(LayerCheck(spec.name, index, shapes[key], None, f"not compared: {reason}"))
     version = f"{keras_name} {getattr(keras_mod, '__version__', '?')}" if keras_model is not None else None
+    feed.announce(model)  # once everything ran: an error above stays the only line on stderr
     return VerifyResult(checks, tolerance, version, note, notes)
 
 

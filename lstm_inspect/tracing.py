@@ -163,8 +163,8 @@ def _chain_is_one_sequence(model: Model, selected: Sequence[str]) -> bool:
 def _check_input(program: Program, feed: Feed) -> None:
     """The input fits the model, or one line says what to change."""
     spec = program.input_spec
-    check_features(spec.features, spec.token_ids, feed.samples)
-    spec.check(feed.samples)
+    check_features(spec.features, spec.token_ids, feed.checked)
+    spec.check(feed.checked)
 
 
 def _announcing(feed: Feed, model: Model, items: Iterator):

@@ -101,8 +101,8 @@ def verify(
     options = options or ReplayOptions()
     feed = sequences if isinstance(sequences, Feed) else plan_feed(model, sequences, stateful=stateful)
     program = compile_model(model, options)  # before TensorFlow: a model we cannot replay stops here
-    check_features(program.input_spec.features, program.input_spec.token_ids, feed.samples)
-    program.input_spec.check(feed.samples)
+    check_features(program.input_spec.features, program.input_spec.token_ids, feed.checked)
+    program.input_spec.check(feed.checked)
     groups = _groups(model, feed)
     with _quiet_stderr():
         keras_mod, keras_name = _import_keras(model)

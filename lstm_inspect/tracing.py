@@ -243,9 +243,14 @@ def trace_blocks(
     """
     selected = [layer.name for layer in model.select_recurrent(layers)]
     program = program or compile_model(model, options, upto=selected, start=start)
-    feed = plan_inputs(model, program, sequences, stateful)
+    feed = plan_inputs(model, program, sequences, stateful, announce=False)
     states = dict(initial_states or {})
     check_state_rows(states, feed)
+    yield from _announcing(feed, model, _trace_feed(model, feed, selected, program, states), sequences)
+
+
+def _trace_feed(model: Model, feed: Feed, selected: list[str], program: Program,
+                states: Mapping[str, Sequence[NDArray]]) -> Iterator[TraceBlock]:
     if feed.chains:
         yield from _trace_chains(model, feed, selected, program, states)
         return
@@ -337,6 +342,23 @@ def _chain_is_one_sequence(model: Model, selected: Sequence[str]) -> bool:
     return True
 
 
+def _announcing(feed: Feed, model: Model, items: Iterator, given) -> Iterator:
+    """``items``, with the feed's note and warning just before the first (or at the end, when there
+    is none): once the replay has begun, so that an error in the input or the model stays the only
+    line on stderr.  A :class:`Feed` ``given`` planned already was announced by its planner."""
+    if isinstance(given, Feed):
+        yield from items
+        return
+    announced = False
+    for item in items:
+        if not announced:
+            feed.announce(model)
+            announced = True
+        yield item
+    if not announced:
+        feed.announce(model)
+
+
 def _stack(batch: Sequence[Sample]) -> list[NDArray]:
     """One (N, ...) array per input; a lone sample is not copied (on a long input it is the largest array)."""
     if len(batch) == 1:
@@ -415,9 +437,13 @@ def predict_batches(
     if not model.graph.outputs:
         raise ModelFileError(f"{model.label}: the model config names no output layer, so there is nothing to predict")
     program = compile_model(model, options, start=start)
-    feed = plan_inputs(model, program, sequences, stateful)
+    feed = plan_inputs(model, program, sequences, stateful, announce=False)
     states = dict(initial_states or {})
     check_state_rows(states, feed)
+    yield from _announcing(feed, model, _predict_feed(program, feed, states), sequences)
+
+
+def _predict_feed(program: Program, feed: Feed, states: Mapping[str, Sequence[NDArray]]):
     if feed.chains:
         yield from _predict_chained(program, feed, states)
         return

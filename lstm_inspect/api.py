@@ -24,12 +24,12 @@ from numpy.typing import NDArray
 from . import _API
 from .engine import ReplayOptions, compile_model, value_names
 from .errors import InputDataError
-from .export import ExportedWeights, export_weights  # noqa: F401 (public: re-exported, listed in __init__)
+from .export import ExportedWeights, export_weights  # noqa: F401 (re-exported: the names in _API)
 from .inputs import CsvOptions, InputSequence, read_input
-from .model import Model, load_model  # noqa: F401 (load_model: re-exported)
-from .stats import GateStats, compute_stats, stats_frame  # noqa: F401 (GateStats: re-exported)
+from .model import Model, load_model  # noqa: F401 (re-exported: the names in _API)
+from .stats import GateStats, compute_stats, stats_frame  # noqa: F401 (re-exported: the names in _API)
 from .tracing import plan_inputs, predict_batches, trace_blocks
-from .weights import GateBlock, label_weights  # noqa: F401 (GateBlock: re-exported)
+from .weights import GateBlock, label_weights  # noqa: F401 (re-exported: the names in _API)
 
 __all__ = sorted(_API)  # noqa: PLE0605 (the public names are listed once, in __init__, which imports this lazily)
 
@@ -137,7 +137,7 @@ def layer_rows(model: Model) -> list[dict[str, Any]]:
                 "stateful": source.get("stateful") if recurrent else None,
                 "use_bias": source.get("use_bias"),
                 "params": params,
-                "weight_shapes": "; ".join(shapes),
+                "weight_shapes": "; ".join(shapes) or None,  # empty cell, not "", for a layer without weights
                 "keras_version": model.keras_version,
                 "initial_state": _initial_state_source(spec, source) if recurrent else None,
             }
@@ -441,3 +441,41 @@ def _save_to(figure, path: str, dpi: float) -> None:
     fmt = format_for(path)
     with open_output(path) as stream:
         save_figure(figure, stream, fmt, dpi)
+
+
+# ------------------------------------------------------------------ report and code
+
+
+def write_report(
+    model: Model,
+    x: Any,
+    path: str | None = None,
+    *,
+    layers: Sequence[str] | None = None,
+    vocab: Mapping[int, str] | None = None,
+    options: ReplayOptions | None = None,
+    stateful: bool = False,
+    initial_states: Mapping[str, Sequence[NDArray]] | None = None,
+    max_sequences: int = 20,
+) -> str:
+    """The interactive HTML report of ``x`` (what ``lstm-inspect report`` writes), as a string;
+    with ``path`` also written there, atomically.  ``vocab``: token id -> text for an Embedding
+    input.  Needs plotly (``pip install 'lstm-inspect[report]'``)."""
+    from .report import build_report
+    from .writers import open_output
+
+    options = options or ReplayOptions()
+    page = build_report(model, _model_sequences(model, x, options), layers=layers, vocab=vocab, options=options,
+                        stateful=stateful, initial_states=initial_states, max_sequences=max_sequences)
+    if path is not None:
+        with open_output(path) as stream:
+            stream.write(page.encode("utf-8"))
+    return page
+
+
+def replay_code(model: Model, *, weights_out: str | None = None, hard_sigmoid: str | None = None):
+    """The standalone NumPy replay script of ``model`` (what ``lstm-inspect code`` writes): a
+    ``GeneratedCode`` with ``.source`` and, for ``weights_out``, the ``.arrays`` to save there."""
+    from .codegen import generate_code
+
+    return generate_code(model, weights_out=weights_out, hard_sigmoid=hard_sigmoid)

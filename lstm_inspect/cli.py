@@ -44,6 +44,7 @@ class VerifyMismatch(Exception):
 
 
 TABLE_FORMATS = ("table", "csv", "json", "ndjson", "parquet")
+TRACE_FORMATS = (*TABLE_FORMATS, "lstmvis")
 VERIFY_FORMATS = ("table", "csv", "json", "ndjson")
 PLOT_FORMATS = ("png", "svg", "pdf")
 EXPORT_FORMATS = ("npz", "json")
@@ -208,11 +209,29 @@ def output_options(formats: Sequence[str], *, required: bool = False,
                    output_help: str = "Write to FILE (atomically) instead of stdout; '-' is stdout.",
                    format_help: str = "Output format. Default: table on a terminal, csv when piped (or by the -o extension).",
                    ) -> Callable[[F], F]:
-    """``-f/--format`` (only ``formats``) -> ``fmt``, and ``-o/--output FILE`` -> ``output``."""
-    return lambda fn: _apply(fn, [
-        click.option("-o", "--output", metavar="FILE", required=required, help=output_help),
-        click.option("-f", "--format", "fmt", type=click.Choice(list(formats)), default=None, help=format_help),
-    ])
+    """``-f/--format`` (only ``formats``; none without formats) -> ``fmt``, and ``-o/--output FILE`` -> ``output``."""
+    options = [click.option("-o", "--output", metavar="FILE", required=required, help=output_help)]
+    if formats:
+        options.append(click.option("-f", "--format", "fmt", type=click.Choice(list(formats)), default=None,
+                                    help=format_help))
+    return lambda fn: _apply(fn, options)
+
+
+def vocab_option(help_text: str) -> Callable[[F], F]:
+    """``--vocab FILE`` -> ``vocab_path``: token texts for an Embedding input."""
+    return click.option("--vocab", "vocab_path", default=None, metavar="FILE", help=help_text)
+
+
+def hard_sigmoid_option(fn: F) -> F:
+    """``--hard-sigmoid keras2|keras3`` -> ``hard_sigmoid``: which definition of hard_sigmoid to replay."""
+    return click.option("--hard-sigmoid", type=click.Choice(["keras2", "keras3"]), default=None,
+                        help="hard_sigmoid definition (default: that of the Keras version that saved the file).")(fn)
+
+
+def _npz_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value.endswith(".npz"):
+        raise click.BadParameter("the file name must end in .npz")
+    return value
 
 
 def model_argument(fn: F) -> F:
@@ -284,7 +303,7 @@ def replay_options(*, numeric: bool = True) -> Callable[[F], F]:
             return fn(*args, replay=replay, **kwargs)
 
         options = [
-            click.option("--hard-sigmoid", type=click.Choice(["keras2", "keras3"]), default=None, help="hard_sigmoid definition (default: that of the Keras version that saved the file)."),
+            hard_sigmoid_option,
             click.option("--activation", "assume_activation", default=None, metavar="NAME", help="Activation to assume where the file does not record it (weights-only files)."),
             click.option("--recurrent-activation", "assume_recurrent_activation", default=None, metavar="NAME", help="Recurrent activation to assume where the file does not record it."),
         ]
@@ -429,7 +448,7 @@ def weights(terminal: Terminal, model: Model, layers: list[str] | None, gates: l
     write_output(weights_output(model, layers, gates, show_values), fmt, output, terminal)
 
 
-@cli.command(epilog=epilog(TABLE_FORMATS))
+@cli.command(epilog=epilog(TRACE_FORMATS))
 @model_argument
 @input_arguments
 @layer_option
@@ -439,12 +458,14 @@ def weights(terminal: Terminal, model: Model, layers: list[str] | None, gates: l
 @click.option("--wide", is_flag=True, help="One row per (sequence, layer, t) with columns i_0..i_{u-1}, f_*, ...")
 @click.option("--position", type=PositionType(), default=None, metavar="Y,X", help="ConvLSTM layers: only the maps' values at this position (x; y,x; z,y,x).")
 @click.option("--reduce", type=click.Choice(["mean", "max"]), default=None, help="ConvLSTM layers: each filter's mean or max over all positions, instead of one row per position.")
+@vocab_option("--format lstmvis: token texts for the words file (a JSON list or dict, or one token per line).")
 @replay_options()
-@output_options(TABLE_FORMATS)
+@output_options(TRACE_FORMATS)
 @pass_terminal
 def trace(terminal: Terminal, model: Model, inputs: InputFiles, layers: list[str] | None, units: list[int] | None,
           gates: list[str] | None, pre_activation: bool, wide: bool, position: tuple[int, ...] | None,
-          reduce: str | None, replay: ReplayOptions, fmt: str | None, output: str | None) -> None:
+          reduce: str | None, vocab_path: str | None, replay: ReplayOptions, fmt: str | None,
+          output: str | None) -> None:
     """Replay INPUT through the model and write i, f, c, o, cell and hidden for every step and unit.
 
     INPUT is a CSV (rows are timesteps, columns features; '-' reads stdin), or
@@ -457,12 +478,14 @@ def trace(terminal: Terminal, model: Model, inputs: InputFiles, layers: list[str
       lstm-inspect trace model.keras input.csv --layer lstm --units 0-3 --gates i,f,o
       cat input.csv | lstm-inspect trace model.keras - | head
       lstm-inspect trace model.h5 data.csv --sequence-column id --stateful -o trace.csv
+      lstm-inspect trace char_model.h5 ids.csv --format lstmvis --vocab vocab.json -o lstmvis/
     """
     from .outputs import trace_output
     from .writers import write_output
 
     result = trace_output(model, inputs, layers=layers, gates=gates, units=units, wide=wide, position=position,
-                          reduce=reduce, options=replace(replay, pre_activation=pre_activation))
+                          reduce=reduce, options=replace(replay, pre_activation=pre_activation),
+                          lstmvis=fmt == "lstmvis", vocab_path=vocab_path)
     write_output(result, fmt, output, terminal)
 
 
@@ -626,6 +649,62 @@ def export(terminal: Terminal, model: Model, layout: str, layers: list[str] | No
     from .writers import write_file_output
 
     write_file_output(export_output(model, layout, output, fmt, layers, replay), output, terminal)
+
+
+@cli.command(epilog=epilog(None, output="Output: a Python script, to stdout or -o FILE (and the weights to --weights-out FILE.npz)."))
+@model_argument
+@click.option("--weights-out", default=None, metavar="FILE.npz", callback=_npz_name,
+              help="Also write the weights to FILE.npz, which the script then reads (no h5py needed; required for "
+                   "cuDNN and Keras 1 layouts).")
+@hard_sigmoid_option
+@output_options((), output_help="Write the script to FILE (atomically) instead of stdout.")
+@pass_terminal
+def code(terminal: Terminal, model: Model, weights_out: str | None, hard_sigmoid: str | None,
+         output: str | None) -> None:
+    """Write a standalone NumPy script that replays MODEL, step loop and gates written out.
+
+    `python replay.py INPUT.csv` prints what `predict` prints, `--trace` what
+    `trace` prints; `import replay; replay.run(x)` returns the output and every
+    step's values. Layers it cannot write out are refused by name.
+
+    \b
+      lstm-inspect code model.keras > replay.py
+      lstm-inspect code model.h5 --weights-out weights.npz -o replay.py
+    """
+    from .outputs import code_output
+    from .writers import write_file_output
+
+    write_file_output(code_output(model, weights_out, hard_sigmoid), output, terminal)
+
+
+@cli.command(epilog=epilog(None, output="Output: one HTML file, -o FILE.html."))
+@model_argument
+@input_arguments
+@layer_option
+@vocab_option("Token texts for an Embedding input: a JSON list or dict, or one token per line.")
+@click.option("--max-sequences", type=click.IntRange(min=1), default=20, show_default=True, metavar="N",
+              help="Show the first N sequences (the saturation scatter counts all).")
+@replay_options()
+@output_options((), required=True, output_help="The report: one HTML file that works offline (written atomically).")
+@pass_terminal
+def report(terminal: Terminal, model: Model, inputs: InputFiles, layers: list[str] | None, vocab_path: str | None,
+           max_sequences: int, replay: ReplayOptions, output: str) -> None:
+    """Write an interactive HTML report of INPUT's trace: heatmaps, units, saturation, weights, pattern search.
+
+    Needs plotly: pip install 'lstm-inspect[report]'. The file holds everything
+    (plotly.js included) and opens offline; a long input is shown downsampled,
+    with a note, so that it stays under about 20 MB.
+
+    \b
+      lstm-inspect report model.keras input.csv -o report.html
+      lstm-inspect report char_model.h5 text_ids.csv --vocab vocab.json -o report.html
+    """
+    from .outputs import report_output
+    from .writers import write_file_output
+
+    page = report_output(model, inputs, layers=layers, vocab_path=vocab_path, max_sequences=max_sequences,
+                         options=replay)
+    write_file_output(page, output, terminal)
 
 
 # ------------------------------------------------------------------ entry point

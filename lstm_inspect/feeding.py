@@ -46,6 +46,7 @@ class Feed:
     batch_size: int = 1
     chains: bool = False
     timesteps: int | None = None  # T of the model's batch shape, when the plan follows it
+    inputs: list[InputSequence] | None = None  # the sequences before they were cut (checked, and named, in errors)
     note: str | None = None  # the plan, in one line, for the user (see :meth:`announce`)
     warning: str | None = None  # the input's length against the model's (see :meth:`announce`)
 
@@ -56,6 +57,11 @@ class Feed:
             model.warn(self.warning)
         if self.note:
             note(self.note)
+
+    @property
+    def checked(self) -> list[InputSequence]:
+        """What the input checks look at: the sequences as given (the samples hold the same rows)."""
+        return self.inputs if self.inputs is not None else self.samples
 
     @property
     def chain_count(self) -> int:
@@ -116,7 +122,7 @@ def _keras_feed(model: Model, sequences: list[InputSequence], batch: int, steps:
     else:
         pieces = [s.values[k : k + steps] for s in sequences for k in range(0, s.values.shape[0], steps)]
         samples = [InputSequence(index, values) for index, values in enumerate(pieces)]
-    feed = Feed(samples, stateful=True, batch_size=batch, chains=True, timesteps=steps)
+    feed = Feed(samples, stateful=True, batch_size=batch, chains=True, timesteps=steps, inputs=sequences)
     return replace(feed, note=_plan_note(model, feed, rows))
 
 

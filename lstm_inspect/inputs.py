@@ -407,21 +407,21 @@ class _RowReader:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "input contained no data" for a chunk of blank lines
                 if everything:
-                    array = np.loadtxt(lines, delimiter=delimiter, comments=None, quotechar='"', ndmin=2, dtype=np.float64)
+                    array = np.loadtxt(lines, delimiter=delimiter, comments=None, quotechar='"', ndmin=2, dtype=self.dtype)
                     if array.size and array.shape[1] != layout.width:
                         return None, None
                 else:
                     if delimiter is None or not self._uniform(lines, delimiter):
                         return None, None
                     array = np.loadtxt(lines, delimiter=delimiter, comments=None, quotechar='"', ndmin=2,
-                                       dtype=np.float64, usecols=self.features)
+                                       dtype=self.dtype, usecols=self.features)
         except ValueError:
             return None, None
         if len(array) == 0:
             if any(line.strip() for line in lines):
                 return None, None
             return np.empty((0, len(self.features)), dtype=self.dtype), [] if self.seq_index is not None else None
-        values = array.astype(self.dtype, copy=False)
+        values = array  # parsed straight to float32 / float64: each number rounded once, as float(text) would be
         if not np.isfinite(values).all():
             return None, None
         ids = None

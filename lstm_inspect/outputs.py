@@ -38,13 +38,14 @@ from .frames import (
     wide_columns,
 )
 from .inputs import InputFiles, read_initial_state, read_input
-from .model import Model
+from .model import Model, RecurrentLayer
 from .selection import check_gates, check_units
 from .tracing import InputRequest, name_inputs, predict_batches, trace_blocks
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from .engine import Program
     from .verify import VerifyResult
 
 View = Callable[["Console"], None]
@@ -64,11 +65,21 @@ class Output:
 @dataclass
 class FileOutput:
     """A command's binary or whole-file result: ``write(stream)`` writes it; ``binary`` results are
-    refused on a terminal stdout."""
+    refused on a terminal stdout.  ``companions`` are other files written first, each
+    ``(path, write)``; ``summary`` (``12.3 MB``), when given, is said on stderr after writing."""
 
     write: Callable[[BinaryIO], None]
     sources: tuple[str, ...] = ()
     binary: bool = True
+    companions: tuple[tuple[str, Callable[[BinaryIO], None]], ...] = ()
+    summary: str | None = None
+
+
+@dataclass
+class FolderOutput:
+    """A result written as a folder of files: ``write(folder)`` writes them and returns their paths."""
+
+    write: Callable[[str | None], list[str]]
 
 
 def read_inputs(model: Model, files: InputFiles, dtype: Any = np.float32) -> tuple[InputRequest, dict | None]:
@@ -138,11 +149,15 @@ def trace_output(
     position: Sequence[int] | None = None,
     reduce: str | None = None,
     options: ReplayOptions | None = None,
-) -> Output:
+    lstmvis: bool = False,
+    vocab_path: str | None = None,
+) -> Output | FolderOutput:
     """``trace``: every recorded value at every step, long (one row per unit) or ``wide``.
 
     The view keeps only the steps and units it shows (a convolutional layer's
     maps averaged over the positions, unless ``position``/``reduce`` chose).
+    With ``lstmvis``, the folder of files LSTMVis reads instead
+    (:mod:`lstm_inspect.lstmvis`; ``vocab_path`` names the tokens).
     """
     options = options or ReplayOptions()
     request, states = read_inputs(model, inputs, options.dtype)
@@ -152,6 +167,8 @@ def trace_output(
     spec = trace_columns(selected, gates=gates, pre_activation=options.pre_activation, masked=program.may_mask,
                          units=units, positions_reduced=position is not None or reduce is not None)
     check_units(selected, units)
+    if lstmvis:
+        return _lstmvis_output(model, request, selected, program, gates, vocab_path, options, inputs.stateful, states)
     traced = focus_positions(trace_blocks(model, request, layers=names, options=options, initial_states=states,
                                           program=program), position, reduce)
     first = next(traced, None)  # input errors found by the replay come before any output
@@ -163,6 +180,28 @@ def trace_output(
     view_blocks = focus_positions(traced, None, "mean")
     return Output(columns, blocks, lambda console: _views().render_trace(view_blocks, spec, console),
                   _sources(model, inputs))
+
+
+def _lstmvis_output(model: Model, request: InputRequest, selected: Sequence[RecurrentLayer], program: Program,
+                    gates: Sequence[str] | None, vocab_path: str | None, options: ReplayOptions,
+                    stateful: bool | None, states: dict | None) -> FolderOutput:
+    """``trace --format lstmvis``: the LSTMVis project of the trace, written into the folder given."""
+    from .lstmvis import write_lstmvis
+
+    vocab = _read_vocab(vocab_path)
+
+    def write(folder: str | None) -> list[str]:
+        return write_lstmvis(folder or "", model, request, selected, program=program, values=gates, vocab=vocab,
+                             options=options, stateful=stateful, initial_states=states)  # type: ignore[arg-type]
+
+    return FolderOutput(write)
+
+
+def _read_vocab(path: str | None) -> dict[int, str] | None:
+    """``--vocab``: token id -> text, or None without a file."""
+    from .vocab import read_vocab
+
+    return read_vocab(path) if path else None
 
 
 def predict_output(model: Model, inputs: InputFiles, options: ReplayOptions | None = None) -> Output:
@@ -244,7 +283,60 @@ def export_output(model: Model, layout: str, path: str | None = None, fmt: str |
     return FileOutput(lambda stream: exported.write(stream, fmt), _sources(model), binary=fmt == "npz")
 
 
+def code_output(model: Model, weights_out: str | None = None, hard_sigmoid: str | None = None) -> FileOutput:
+    """``code``: the standalone NumPy replay script (:mod:`lstm_inspect.codegen`) as text, and with
+    ``weights_out`` the .npz of weights it reads, written first."""
+    from .codegen import generate_code, write_weights
+
+    generated = generate_code(model, weights_out=weights_out, hard_sigmoid=hard_sigmoid)
+    source = generated.source.encode("utf-8")
+    companions: tuple[tuple[str, Callable[[BinaryIO], None]], ...] = ()
+    if weights_out is not None:
+        companions = ((weights_out, lambda stream: write_weights(generated.arrays, stream)),)
+    return FileOutput(_writing(source), (*_sources(model), *((weights_out,) if weights_out else ())),
+                      binary=False, companions=companions)
+
+
+def _writing(data: bytes) -> Callable[[BinaryIO], None]:
+    """A writer of ``data`` as it is."""
+
+    def write(stream: BinaryIO) -> None:
+        stream.write(data)
+
+    return write
+
+
+def report_output(model: Model, inputs: InputFiles, *, layers: Sequence[str] | None = None,
+                  vocab_path: str | None = None, max_sequences: int = 20,
+                  options: ReplayOptions | None = None) -> FileOutput:
+    """``report``: the interactive HTML page (:mod:`lstm_inspect.report`), built now; its size is the summary."""
+    from .report import build_report, page_size_text, require_plotly
+
+    require_plotly()
+    options = options or ReplayOptions()
+    request, states = read_inputs(model, inputs, options.dtype)
+    page = build_report(model, request, layers=layers, vocab=_read_vocab(vocab_path), options=options,
+                        stateful=inputs.stateful, initial_states=states, max_sequences=max_sequences,
+                        start=inputs.start)
+    data = page.encode("utf-8")
+    sources = (*_sources(model, inputs), *((vocab_path,) if vocab_path else ()))
+    return FileOutput(_writing(data), sources, binary=False,
+                      summary=page_size_text(page))
+
+
 __all__ = [
-    "FileOutput", "Output", "export_output", "layers_output", "plot_output", "predict_output", "read_inputs",
-    "stats_output", "trace_output", "verify_output", "weights_output",
+    "FileOutput",
+    "FolderOutput",
+    "Output",
+    "code_output",
+    "export_output",
+    "layers_output",
+    "plot_output",
+    "predict_output",
+    "read_inputs",
+    "report_output",
+    "stats_output",
+    "trace_output",
+    "verify_output",
+    "weights_output",
 ]

@@ -4,8 +4,9 @@ For each recurrent layer, value and unit, :func:`compute_stats` streams over
 the trace (``tracing.trace_blocks``) and accumulates, in float64, the number
 of steps, the mean, the population standard deviation (ddof=0), the minimum
 and maximum, and the fraction of steps the value is *left-saturated* (below
-0.1) or *right-saturated* (above 0.9): the measure of Karpathy, Johnson &
-Fei-Fei, "Visualizing and Understanding Recurrent Networks" (2015), §4.2.
+0.1) or *right-saturated* (above 0.9): for the sigmoid gates, the measure of
+Karpathy, Johnson & Fei-Fei, "Visualizing and Understanding Recurrent
+Networks" (2015), §4.2, who apply it to those gates only.
 Memory stays flat whatever the input length: a block's numbers are merged
 into running sums (Chan et al.'s pairwise update for the variance) and the
 block is dropped.
@@ -20,7 +21,8 @@ Which values, and where saturation is defined:
   give < 0.1 and > 0.9), the candidate ``c`` (activation; tanh and softsign
   give < -0.8 and > 0.8, the same pre-activations at which sigmoid crosses
   0.1 and 0.9, since sigmoid(x) = (tanh(x/2) + 1) / 2) and a SimpleRNN's
-  ``hidden``.  ``cell`` and an LSTM's or GRU's ``hidden`` are not the output
+  ``hidden``.  The thresholds of ``c`` and of a SimpleRNN's ``hidden`` are
+  lstm-inspect's own extension of the paper's measure.  ``cell`` and an LSTM's or GRU's ``hidden`` are not the output
   of one activation, and an unbounded activation (relu, linear, ...) has no
   saturation: their saturation fields are empty (NaN).
 * Masked steps (a ``Masking`` layer, ``mask_zero``) are left out of every
@@ -191,13 +193,15 @@ def compute_stats(
     stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
     start: str | None = None,
+    blocks: Iterable[TraceBlock] | None = None,
 ) -> list[GateStats]:
     """Replay ``sequences`` and summarise every selected value of every selected layer.
 
     Returns one :class:`GateStats` per (layer, value), layers in model order
     and values in trace-column order.  ``gates`` keeps only those values
     (``i,f``, ``cell``, ...).  Streams over the trace: memory does not grow
-    with the input.
+    with the input.  ``blocks``: the trace of ``sequences`` already under way
+    (a caller that reads it too), summarised instead of replaying again.
     """
     options = options or ReplayOptions()
     if options.pre_activation:
@@ -207,8 +211,9 @@ def compute_stats(
     selected = model.select_recurrent(layers)
     gates = check_gates(selected, gates, values=True)
     names = {layer.name: _selected_values(layer, gates) for layer in selected}
-    blocks = trace_blocks(model, sequences, layers=[layer.name for layer in selected], options=options,
-                          stateful=stateful, initial_states=initial_states, start=start)
+    if blocks is None:
+        blocks = trace_blocks(model, sequences, layers=[layer.name for layer in selected], options=options,
+                              stateful=stateful, initial_states=initial_states, start=start)
     running = accumulate(blocks, names, {layer.name: _thresholds(layer, options) for layer in selected})
     result = []
     for layer in selected:
@@ -282,6 +287,46 @@ def _finish(layer: RecurrentLayer, name: str, acc: _Running, options: ReplayOpti
         left=left,
         right=right,
     )
+
+
+@dataclass(frozen=True)
+class SaturationPoint:
+    """Units of one layer and gate that share one place on the saturation scatter."""
+
+    gate: str
+    left: float  # fraction of steps left-saturated
+    right: float  # fraction of steps right-saturated
+    units: tuple[int, ...]  # every unit of this gate at (left, right)
+    shared: int  # points of any gate of the layer at (left, right): the count a picture shows
+
+    @property
+    def count(self) -> int:
+        return len(self.units)
+
+
+def saturation_points(layer_stats: Iterable[GateStats]) -> list[SaturationPoint]:
+    """The saturation scatter of one layer, overlapping points merged.
+
+    Karpathy et al. (2015, §4.2) plot one point per unit of each sigmoid gate
+    (``i, f, o``; ``z, r`` for a GRU); the candidate ``c`` and values without
+    bounds are left out, as are gates that saw no step (a SimpleRNN's bounded
+    ``hidden`` is kept, with lstm-inspect's thresholds).  Units of a gate with
+    exactly the same fractions (15 units never saturated all sit at (0, 0))
+    become one point listing them, and ``shared`` counts every point at that
+    place, whatever its gate, so a picture can say how many it hides.
+    """
+    points: list[SaturationPoint] = []
+    for gs in layer_stats:
+        if gs.gate == "c" or gs.bounds is None or gs.steps == 0:
+            continue
+        places: dict[tuple[float, float], list[int]] = {}
+        for unit in range(gs.units):
+            places.setdefault((float(gs.left[unit]), float(gs.right[unit])), []).append(unit)
+        points += [SaturationPoint(gs.gate, left, right, tuple(units), 0) for (left, right), units in places.items()]
+    totals: dict[tuple[float, float], int] = {}
+    for point in points:
+        totals[(point.left, point.right)] = totals.get((point.left, point.right), 0) + point.count
+    return [SaturationPoint(p.gate, p.left, p.right, p.units, totals[(p.left, p.right)]) for p in points]
 
 
 def stats_blocks(results: Iterable[GateStats], sort: str = "unit", top: int | None = None, dtype=np.float32) -> Iterator[Block]:

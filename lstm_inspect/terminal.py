@@ -139,6 +139,11 @@ class Terminal:
         if not self.quiet:
             self._message(f"lstm-inspect: note: {message}")
 
+    def say(self, message: str) -> None:
+        """What a command did (``lstm-inspect: wrote report.html (1.2 MB)``) on stderr, unless ``quiet``."""
+        if not self.quiet:
+            self._message(f"lstm-inspect: {message}")
+
     def warn(self, message: str) -> None:
         """A warning on stderr (``lstm-inspect: warning: ...``), also when ``quiet``."""
         self._message(f"lstm-inspect: warning: {message}")

@@ -244,11 +244,11 @@ def trace_blocks(
     """
     selected = [layer.name for layer in model.select_recurrent(layers)]
     program = program or compile_model(model, options, upto=selected, start=start)
-    feed = plan_inputs(model, program, sequences, stateful)
+    feed = plan_inputs(model, program, sequences, stateful, announce=False)
     states = dict(initial_states or {})
     check_state_rows(states, feed)
     with track("replay", total=_total_steps(feed.samples) * len(selected), unit="steps") as task:
-        for tb in _trace_feed(model, feed, selected, program, states):
+        for tb in _announcing(feed, model, _trace_feed(model, feed, selected, program, states), sequences):
             task.advance(tb.block.steps * len(tb.sequences))
             yield tb
 
@@ -259,7 +259,7 @@ def _total_steps(samples: Sequence[Any]) -> int:
 
 
 def _trace_feed(model: Model, feed: Feed, selected: list[str], program: Program,
-                states: dict[str, Sequence[NDArray]]) -> Iterator[TraceBlock]:
+                states: Mapping[str, Sequence[NDArray]]) -> Iterator[TraceBlock]:
     """The blocks of a planned feed: chains of a stateful model, or batches of samples."""
     if feed.chains:
         yield from _trace_chains(model, feed, selected, program, states)
@@ -352,6 +352,23 @@ def _chain_is_one_sequence(model: Model, selected: Sequence[str]) -> bool:
     return True
 
 
+def _announcing(feed: Feed, model: Model, items: Iterator, given) -> Iterator:
+    """``items``, with the feed's note and warning just before the first (or at the end, when there
+    is none): once the replay has begun, so that an error in the input or the model stays the only
+    line on stderr.  A :class:`Feed` ``given`` planned already was announced by its planner."""
+    if isinstance(given, Feed):
+        yield from items
+        return
+    announced = False
+    for item in items:
+        if not announced:
+            feed.announce(model)
+            announced = True
+        yield item
+    if not announced:
+        feed.announce(model)
+
+
 def _stack(batch: Sequence[Sample]) -> list[NDArray]:
     """One (N, ...) array per input; a lone sample is not copied (on a long input it is the largest array)."""
     if len(batch) == 1:
@@ -430,12 +447,12 @@ def predict_batches(
     if not model.graph.outputs:
         raise ModelFileError(f"{model.label}: the model config names no output layer, so there is nothing to predict")
     program = compile_model(model, options, start=start)
-    feed = plan_inputs(model, program, sequences, stateful)
+    feed = plan_inputs(model, program, sequences, stateful, announce=False)
     states = dict(initial_states or {})
     check_state_rows(states, feed)
     steps = {id(sample): _total_steps([sample]) for sample in feed.samples}
     with track("replay", total=sum(steps.values()), unit="steps") as task:
-        for ids, outputs, batch in _predict_feed(program, feed, states):
+        for ids, outputs, batch in _announcing(feed, model, _predict_feed(program, feed, states), sequences):
             task.advance(sum(steps.get(id(sample), 0) for sample in batch))
             yield ids, outputs
 

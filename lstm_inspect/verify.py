@@ -106,8 +106,7 @@ def verify(
     options = options or ReplayOptions()
     program = compile_model(model, options)  # before TensorFlow: a model we cannot replay stops here
     feed = plan_inputs(model, program, sequences, stateful, announce=False)
-    groups = _groups(model, feed)  # may refuse the plan: before its note, so the error is the only line
-    feed.announce(model)
+    groups = _groups(model, feed)
     with _quiet_stderr():
         keras_mod, keras_name = _import_keras(model)
         keras_model, note = _load_with_keras(model, keras_mod, keras_name)
@@ -151,6 +150,7 @@ def verify(
                 reason = "inside a nested model" if spec.container else "not an output Keras exposes"
                 checks.append(LayerCheck(spec.name, index, shapes[key], None, f"not compared: {reason}"))
     version = f"{keras_name} {getattr(keras_mod, '__version__', '?')}" if keras_model is not None else None
+    feed.announce(model)  # once everything ran: an error above stays the only line on stderr
     return VerifyResult(checks, tolerance, version, note, notes)
 
 

@@ -35,7 +35,7 @@ from .errors import Interrupted, PipeClosed, UsageProblem
 from .frames import Block, coalesce
 
 if TYPE_CHECKING:
-    from .outputs import FileOutput, Output
+    from .outputs import FileOutput, FolderOutput, Output
     from .terminal import Terminal
 
 FORMATS = ("table", "csv", "json", "ndjson", "parquet")
@@ -58,9 +58,15 @@ def streams_to_stdout(requested: str | None, output: str | None, terminal: Termi
     return output in (None, "-") and resolve_format(requested, output, terminal) != "table"
 
 
-def write_output(output: Output, requested: str | None, path: str | None, terminal: Terminal) -> None:
+def write_output(output: Output | FolderOutput, requested: str | None, path: str | None, terminal: Terminal) -> None:
     """Write a command's output: the terminal view for ``table``, else its blocks; to stdout, or to
-    ``path`` atomically (never over one of ``output.sources``).  A closed pipe raises PipeClosed."""
+    ``path`` atomically (never over one of ``output.sources``).  A closed pipe raises PipeClosed.
+    A :class:`FolderOutput` is written into the folder ``path``, and the files it wrote are named."""
+    from .outputs import FolderOutput
+
+    if isinstance(output, FolderOutput):
+        terminal.say(f"wrote {', '.join(output.write(path))}")
+        return
     fmt = resolve_format(requested, path, terminal)
     if fmt == "parquet":
         check_parquet()
@@ -81,10 +87,15 @@ def write_file_output(output: FileOutput, path: str | None, terminal: Terminal) 
     if output.binary:
         refuse_binary_on_terminal(path, terminal, "this writes binary data")
     try:
+        for companion, write in output.companions:
+            with open_output(companion, protect=output.sources) as stream:
+                write(stream)
         with open_output(path, protect=output.sources) as stream:
             output.write(stream)
     except BrokenPipeError:
         raise PipeClosed() from None
+    if output.summary is not None:
+        terminal.say(f"wrote {path} ({output.summary})")
 
 
 def refuse_binary_on_terminal(path: str | None, terminal: Terminal, what: str) -> None:

@@ -47,8 +47,8 @@ def build(source: str, folder: str) -> None:
     start = np.zeros((1, 1, decoder_input.shape[-1]), dtype="float32")
     start[0, 0, 0] = 1.0
     np.save(os.path.join(folder, "decoder_start.npy"), start)
-    for name in sorted(os.listdir(folder)):
-        print(name)
+    for name in ("encoder.h5", "decoder.h5", "encoder_input.npy", "decoder_start.npy"):
+        print(os.path.join(folder, name))
 
 
 if __name__ == "__main__":

@@ -496,7 +496,7 @@ def keras_layer_rows(model, version: str, prefix: str = "") -> list[dict]:
 def parse_weight_shapes(text: str) -> list[tuple[str, tuple[int, ...]]]:
     """``"forward.kernel 3×16; forward.bias 16"`` -> [("kernel", (3, 16)), ("bias", (16,))]."""
     result = []
-    for part in filter(None, text.split("; ")):
+    for part in filter(None, (text or "").split("; ")):
         name, dims = part.rsplit(" ", 1)
         result.append((name.rsplit(".", 1)[-1], tuple(int(d) for d in dims.split("×"))))
     return result

@@ -59,7 +59,7 @@ def test_json_and_csv_rows_match_keras(saved_model, kind, backend, suffix):
     for row in rows:
         assert row["keras_version"] == version
         if row["class"] == "InputLayer":
-            assert row["params"] == 0 and row["weight_shapes"] == ""
+            assert row["params"] == 0 and row["weight_shapes"] is None
     layer_rows = [row for row in rows if row["class"] != "InputLayer"]
     expected = keras_layer_rows(case.model, version)
     assert [row["name"] for row in layer_rows] == [row["name"] for row in expected]

@@ -232,6 +232,22 @@ def test_any_numeric_matrix_reads_back_identical(rows, delimiter, header, line_e
     np.testing.assert_array_equal(sequence.values, matrix)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numbers_are_rounded_once(dtype):
+    """Long decimals, and float32 halfway points written exactly: the value of float(text) in dtype."""
+    rng = np.random.default_rng(12)
+    low = rng.normal(size=300).astype(np.float32)
+    high = np.nextafter(low, np.float32(np.inf))
+    texts = [repr((float(a) + float(b)) / 2) for a, b in zip(low, high)]  # exact midpoints in float64
+    texts += [f"{v:.17g}" for v in (rng.normal(size=300) * 10.0 ** rng.integers(-30, 30, size=300))]
+    data = ("x\n" + "\n".join(texts) + "\n").encode()
+    [sequence], _ = read_bytes(data)
+    [typed] = read_input("-", CsvOptions(), dtype=dtype, stdin=io.BytesIO(data))
+    expected = np.array([float(t) for t in texts]).astype(dtype)[:, None]
+    np.testing.assert_array_equal(typed.values, expected)
+    np.testing.assert_array_equal(sequence.values, expected.astype(np.float32))
+
+
 def test_the_python_fallback_reads_what_numpy_reads(monkeypatch):
     """Chunks NumPy's parser refuses are read line by line: the same numbers either way."""
     from lstm_inspect import inputs

@@ -34,9 +34,14 @@ def _blocks(language: str) -> list[str]:
 
 
 def _examples() -> list[tuple[str, list[str] | None]]:
-    examples = []
+    return [example for block in _example_blocks() for example in block]
+
+
+def _example_blocks() -> list[list[tuple[str, list[str] | None]]]:
+    """The README's commands, block by block: a block's commands may build on each other's files."""
+    blocks = []
     for block in _blocks("console"):
-        command, expected = None, []
+        examples, command, expected = [], None, []
         for line in block.splitlines():
             if line.startswith("$ "):
                 if command:
@@ -46,11 +51,17 @@ def _examples() -> list[tuple[str, list[str] | None]]:
                 expected.append(line)
         if command:
             examples.append((command, expected))
+        blocks.append(examples)
     for block in _blocks("text"):
         first = block.splitlines()[0] if block.strip() else ""
         if first.startswith("$ "):
-            examples.append((first[2:], None))
-    return examples
+            blocks.append([(first[2:], None)])
+    return blocks
+
+
+# Examples on the shared real-world corpus run where it is (beside the checkout), else skip.
+CORPUS = "../shared/wild_models"
+HAVE_CORPUS = (ROOT / CORPUS / "manifest.json").exists()
 
 
 # A decimal number standing alone: not part of a name (lstm_1), a version (3.15.1) or a path.
@@ -91,16 +102,28 @@ def _run(command: str) -> subprocess.CompletedProcess:
 EXAMPLES = _examples()
 
 
+def _runnable(command: str) -> bool:
+    return HAVE_CORPUS or CORPUS not in command
+
+
 @pytest.fixture(scope="module")
 def example_runs() -> dict[str, subprocess.CompletedProcess]:
-    """Every README command, run up front two at a time (each is a real shell pipeline)."""
-    commands = list(dict.fromkeys(command for command, _ in EXAMPLES))
+    """Every README command, run up front: blocks two at a time, a block's commands in order."""
+
+    def run_block(block):
+        return {command: _run(command) for command, _ in block if _runnable(command)}
+
+    runs: dict[str, subprocess.CompletedProcess] = {}
     with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(commands, pool.map(_run, commands)))
+        for results in pool.map(run_block, _example_blocks()):
+            runs.update(results)
+    return runs
 
 
 @pytest.mark.parametrize("command,expected", EXAMPLES, ids=lambda v: v if isinstance(v, str) else None)
 def test_readme_example(example_runs, command, expected):
+    if not _runnable(command):
+        pytest.skip(f"the real-world corpus is not at {CORPUS} beside the checkout")
     result = example_runs[command]
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
@@ -147,3 +170,14 @@ def test_every_command_has_help_and_is_documented(command):
     assert result.returncode == 0
     assert "Usage:" in result.stdout and "Exit status" in result.stdout
     assert f"`{command} " in README or f"lstm-inspect {command}" in README
+
+
+def test_readme_lists_exactly_the_layers_replayed():
+    """The README's "Layers replayed" names every registered builder and recurrent class, and nothing else."""
+    from lstm_inspect.kinds import KINDS
+    from lstm_inspect.ops import replayed_classes
+
+    section = README.split("### Layers replayed", 1)[1].split("\n### ", 1)[0]
+    listed = set(re.findall(r"`([A-Z]\w+)`", section)) - {"RNN", "Bidirectional"}
+    known = set(replayed_classes()) | {name for kind in KINDS for name in kind.keras_classes}
+    assert listed == known, (sorted(listed - known), sorted(known - listed))

@@ -554,7 +554,7 @@ class _OpBuilder:
         if cls == "Unknown":
             raise self._stuck(spec, "its kind cannot be told from a weights-only file")
         if cls == "Lambda":
-            raise self._stuck(spec, "Lambda layers hold Python code, which lstm-inspect never runs")
+            raise self._stuck(spec, "holds Python code, which lstm-inspect never runs")
         definition = op_for(cls)
         if definition is None:
             if spec.custom:

@@ -49,6 +49,10 @@ class _ConvLSTM(LSTM):
             f"cell = f·cell_prev + i·c        hidden = o·{a}(cell)",
         ]
 
+    def step_source(self, name: str, activation: str, recurrent_activation: str, use_bias: bool,
+                    reset_after: bool) -> str:
+        raise NotImplementedError  # a convolution per step: not written out by `lstm-inspect code`
+
 
 class ConvLSTM1D(_ConvLSTM):
     name = "ConvLSTM1D"

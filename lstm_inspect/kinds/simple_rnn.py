@@ -38,6 +38,16 @@ class SimpleRNN(RecurrentKind):
         bias = " + bias" if use_bias else ""
         return [f"hidden = {activation}(x·kernel + h_prev·recurrent_kernel{bias})"]
 
+    def step_source(self, name: str, activation: str, recurrent_activation: str, use_bias: bool,
+                    reset_after: bool) -> str:
+        bias = ' + w["bias"]' if use_bias else ""
+        return f'''def {name}(x, state, w):
+    """One SimpleRNN step ({activation}): x (N, F), state [h] (N, U) -> new [h] (it records no gates)."""
+    (h,) = state
+    hidden = {activation}(x @ w["kernel"] + h @ w["recurrent_kernel"]{bias})
+    return [hidden], {{}}
+'''
+
 
 class SimpleRNNCell(Cell):
     def __init__(self, weights: RecurrentWeights, activation: Activation, recurrent_activation: Activation,

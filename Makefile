@@ -63,7 +63,9 @@ sample-models: $(STAMP_TEST)
 	$(BIN)/python sample_models/make_samples.py
 
 lint: $(STAMP_TEST)
-	$(BIN)/ruff check lstm_inspect tests bench sample_models
+	$(BIN)/ruff check lstm_inspect tests bench sample_models tools
+	$(BIN)/mypy
+	$(BIN)/python tools/doc_coverage.py --check --quiet
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache tests/.cache

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,13 +28,21 @@ from .export import ExportedWeights, export_weights  # noqa: F401 (re-exported: 
 from .inputs import CsvOptions, InputSequence, read_input
 from .model import Model, load_model  # noqa: F401 (re-exported: the names in _API)
 from .stats import GateStats, compute_stats, stats_frame  # noqa: F401 (re-exported: the names in _API)
-from .tracing import plan_inputs, predict_batches, trace_blocks
+from .tracing import Inputs, plan_inputs, predict_batches, trace_blocks
 from .weights import GateBlock, label_weights  # noqa: F401 (re-exported: the names in _API)
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from .codegen import GeneratedCode
+    from .config import LayerSpec
+    from .engine import InputSpec, Program
 
 __all__ = sorted(_API)  # noqa: PLE0605 (the public names are listed once, in __init__, which imports this lazily)
 
 
-def as_sequences(x: Any, csv: CsvOptions | None = None, dtype=np.float32, *, token_ids: bool = False) -> list[InputSequence]:
+def as_sequences(x: Any, csv: CsvOptions | None = None, dtype: Any = np.float32, *, token_ids: bool = False) -> list[InputSequence]:
     """Normalise an input: a path, a (T, F) or (N, T, F) array, or a list of sequences.
 
     With ``token_ids`` (a model starting with an Embedding), a 2-D array is
@@ -70,7 +78,7 @@ def _check_array(array: NDArray) -> None:
             raise InputDataError(f"input[{where}] is {array[tuple(np.argwhere(bad)[0])]}: inputs must be finite numbers")
 
 
-def _model_sequences(model: Model, x: Any, options: ReplayOptions, start: str | None = None):
+def _model_sequences(model: Model, x: Any, options: ReplayOptions, start: str | None = None) -> Any:
     """The input(s) as sequences: one list for a model with one input; a dict by input name when
     ``x`` is a dict, or a list/tuple of arrays for a model with several inputs."""
     program = _program_for_inputs(model, start)
@@ -85,11 +93,11 @@ def _model_sequences(model: Model, x: Any, options: ReplayOptions, start: str | 
     return as_sequences(x, dtype=options.dtype, token_ids=_ids(first))
 
 
-def _ids(spec) -> bool:
+def _ids(spec: InputSpec | None) -> bool:
     return bool(spec is not None and spec.token_ids)
 
 
-def _program_for_inputs(model: Model, start: str | None):
+def _program_for_inputs(model: Model, start: str | None) -> Program | None:
     """A compiled program that says what the inputs take (whole model, else the recurrent part)."""
     from .errors import LstmInspectError
 
@@ -145,7 +153,7 @@ def layer_rows(model: Model) -> list[dict[str, Any]]:
     return rows
 
 
-def _initial_state_source(spec, inner) -> str:
+def _initial_state_source(spec: LayerSpec, inner: LayerSpec) -> str:
     """Where a recurrent layer's initial state comes from: ``h=lstm_1[1]; c=lstm_1[2]`` (outputs of
     other layers, or Input layers), or ``zeros``."""
     from .kinds import kind_of
@@ -164,7 +172,8 @@ def _initial_state_source(spec, inner) -> str:
     return "; ".join(parts)
 
 
-def weights_frame(model: Model, layers: Sequence[str] | None = None, gates: Sequence[str] | None = None):
+def weights_frame(model: Model, layers: Sequence[str] | None = None, gates: Sequence[str] | None = None
+                  ) -> pd.DataFrame:
     """Every labelled weight as a pandas DataFrame (the ``weights`` CSV columns)."""
     import pandas as pd
 
@@ -257,7 +266,7 @@ def trace(
     start: str | None = None,
     position: Sequence[int] | None = None,
     reduce: str | None = None,
-):
+) -> pd.DataFrame:
     """The trace as a pandas DataFrame with the CLI's columns (long, or wide with ``wide=True``).
 
     ``position`` / ``reduce`` (``mean``, ``max``) take a ConvLSTM layer's positions away, as
@@ -329,7 +338,7 @@ def gate_stats(
     stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
     start: str | None = None,
-):
+) -> pd.DataFrame:
     """Per layer, value and unit: steps, mean, std, min, max and saturation, as a pandas DataFrame.
 
     Columns as ``lstm-inspect stats`` writes them: ``layer, gate, unit, steps,
@@ -351,7 +360,7 @@ def gate_stats(
 
 def draw(
     model: Model,
-    sequences: Sequence[InputSequence],
+    sequences: Inputs,
     *,
     kind: str = "heatmap",
     layers: Sequence[str] | None = None,
@@ -361,7 +370,7 @@ def draw(
     options: ReplayOptions | None = None,
     stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
-):
+) -> Figure:
     """A matplotlib Figure: ``heatmap`` (one sequence, values × layers) or ``saturation`` (all sequences)."""
     from . import plot
 
@@ -376,7 +385,7 @@ def draw(
     raise ValueError(f"unknown plot kind {kind!r} (heatmap or saturation)")
 
 
-def save_figure(figure, stream, fmt: str, dpi: float = 100) -> None:
+def save_figure(figure: Figure, stream: BinaryIO, fmt: str, dpi: float = 100) -> None:
     """Write a Figure to a binary stream as png, svg or pdf (Agg canvas; no dates, so reproducible)."""
     from . import plot
 
@@ -396,7 +405,7 @@ def plot_trace(
     stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
     dpi: float = 100,
-):
+) -> Figure:
     """Heatmaps (units × t) of i, f, c, o, cell, hidden per layer for one sequence of ``x``.
 
     Returns the matplotlib Figure; with ``path`` (``.png``, ``.svg`` or
@@ -421,7 +430,7 @@ def plot_saturation(
     stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
     dpi: float = 100,
-):
+) -> Figure:
     """The left- vs right-saturation scatter (one point per unit and gate, one panel per layer).
 
     Returns the matplotlib Figure; with ``path`` also writes it there.
@@ -434,7 +443,7 @@ def plot_saturation(
     return figure
 
 
-def _save_to(figure, path: str, dpi: float) -> None:
+def _save_to(figure: Figure, path: str, dpi: float) -> None:
     from .plot import format_for
     from .writers import open_output
 
@@ -473,7 +482,8 @@ def write_report(
     return page
 
 
-def replay_code(model: Model, *, weights_out: str | None = None, hard_sigmoid: str | None = None):
+def replay_code(model: Model, *, weights_out: str | None = None, hard_sigmoid: str | None = None
+                ) -> GeneratedCode:
     """The standalone NumPy replay script of ``model`` (what ``lstm-inspect code`` writes): a
     ``GeneratedCode`` with ``.source`` and, for ``weights_out``, the ``.arrays`` to save there."""
     from .codegen import generate_code

@@ -304,8 +304,8 @@ class _Writer:
             self.dense(layer, name, name, self.model.weights.get(name, {}), where)
             return
         if cls == "FunctionLayer":
-            act = self.activation(layer.fn.name, where)
-            self.lines.append(f"    x = {act}(x)  # {name}: Activation")
+            activation = self.activation(layer.fn.name, where)
+            self.lines.append(f"    x = {activation}(x)  # {name}: Activation")
             return
         if cls == "Masking":
             value = float(layer.mask_value)
@@ -333,15 +333,15 @@ class _Writer:
                                "`lstm-inspect code`")
 
     def dense(self, layer, label: str, key: str, stored: dict, where: str) -> None:
-        act = self.activation(layer.activation.name, where)
+        activation = self.activation(layer.activation.name, where)
         self.stored(key, "kernel", layer.kernel, stored.get("kernel"))
         product = f'x @ W["{key}"]["kernel"]'
         if layer.bias is not None:
             self.stored(key, "bias", layer.bias, stored.get("bias"))
             product += f' + W["{key}"]["bias"]'
         units = layer.kernel.shape[1]
-        text = product if act == "linear" else f"{act}({product})"
-        self.lines.append(f"    x = {text}  # {label}: Dense({units}), {act}")
+        text = product if activation == "linear" else f"{activation}({product})"
+        self.lines.append(f"    x = {text}  # {label}: Dense({units}), {activation}")
 
     # -- the script -------------------------------------------------------------------------------
 

@@ -80,10 +80,12 @@ class LayerSpec:
 
     @property
     def is_recurrent(self) -> bool:
+        """Whether the layer is a recurrent layer lstm-inspect replays (LSTM, GRU, SimpleRNN, ConvLSTM, their cuDNN forms)."""
         return self.kind in RECURRENT_CLASSES
 
     @property
     def is_bidirectional(self) -> bool:
+        """Whether the layer is a Bidirectional wrapper."""
         return self.class_name == "Bidirectional"
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -120,12 +122,14 @@ class ModelGraph:
     members: Mapping[tuple[str, ...], tuple[tuple[str, str | tuple[str, ...]], ...]] = field(default_factory=dict)
 
     def layer(self, name: str) -> LayerSpec:
+        """The layer named ``name``; KeyError when there is none."""
         for spec in self.layers:
             if spec.name == name:
                 return spec
         raise KeyError(name)
 
     def recurrent_layers(self) -> list[LayerSpec]:
+        """The recurrent layers, and the wrappers around one (Bidirectional, TimeDistributed), in model order."""
         return [spec for spec in self.layers if spec.is_recurrent or _wraps_recurrent(spec)]
 
 

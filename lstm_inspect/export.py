@@ -84,7 +84,7 @@ class ExportedWeights:
         if fmt == "npz":
             payload = dict(self.arrays)
             payload[METADATA_KEY] = np.array(json.dumps(self.metadata))
-            np.savez(stream, **payload)
+            np.savez(stream, **payload)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
         elif fmt == "json":
             stream.write(b"{" + json.dumps(METADATA_KEY).encode() + b": ")
             stream.write(json.dumps(self.metadata).encode("utf-8"))

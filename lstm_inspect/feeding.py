@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ class Feed:
     ``t`` counting its input rows) and predicts one row per sample.
     """
 
-    samples: list[InputSequence]
+    samples: list[Any]  # InputSequence, or tracing.Sample once tracing has paired the model's inputs
     stateful: bool = False
     batch_size: int = 1
     chains: bool = False
@@ -65,13 +66,14 @@ class Feed:
 
     @property
     def chain_count(self) -> int:
+        """The number of chains: the batch size, or fewer when there are fewer samples."""
         return min(self.batch_size, len(self.samples))
 
-    def chain(self, number: int) -> list[InputSequence]:
+    def chain(self, number: int) -> list[Any]:
         """The samples of chain ``number`` (0-based), in the order they are fed."""
         return self.samples[number :: self.batch_size]
 
-    def batches(self) -> list[list[InputSequence]]:
+    def batches(self) -> list[list[Any]]:
         """Consecutive groups of ``batch_size`` samples (the last may be smaller): Keras' batches."""
         size = self.batch_size
         return [self.samples[k : k + size] for k in range(0, len(self.samples), size)]

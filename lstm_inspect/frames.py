@@ -44,11 +44,13 @@ POSITION_AXES = {1: ("x",), 2: ("y", "x"), 3: ("z", "y", "x")}
 
 @dataclass
 class Block:
+    """A block of rows in column form: ``data[k]`` is column ``columns[k]``, an array of the rows' values or one scalar that every row shares."""
     columns: list[str]
     data: list  # arrays of equal length, or scalars
 
     @property
     def rows(self) -> int:
+        """The number of rows (1 when every column is a scalar)."""
         for column in self.data:
             if isinstance(column, np.ndarray) and column.ndim:
                 return int(column.shape[0])
@@ -191,6 +193,7 @@ class TraceColumns:
 
     @property
     def long_columns(self) -> list[str]:
+        """The long format's columns: the keys (sequence, layer, t, [position,] unit), the values, and ``masked`` when steps can be masked."""
         return self.keys + list(self.names) + (["masked"] if self.masked else [])
 
 
@@ -312,6 +315,7 @@ def _position_columns(spec: TraceColumns, positions: tuple[int, ...], outer: int
 
 
 def wide_columns(layers: Sequence[RecurrentLayer], spec: TraceColumns) -> list[str]:
+    """The wide format's columns: the keys, then ``<value>_<unit>`` for every value and selected unit."""
     width = max((layer.units for layer in layers), default=0)
     unit_idx = list(spec.units) if spec.units is not None else list(range(width))
     unit_idx = [u for u in unit_idx if u < width]

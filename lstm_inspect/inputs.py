@@ -471,7 +471,7 @@ class _RowReader:
                     raise InputDataError(f"{where} is {_clip(cell)}: beyond the range of {self.dtype} "
                                          "(--dtype float64 reads it): inputs must be finite numbers")
                 out[row, j] = value
-            if ids is not None:
+            if ids is not None and self.seq_index is not None:
                 key = fields[self.seq_index] if self.seq_index < len(fields) else ""
                 if not key.strip():
                     raise InputDataError(f"{label}: line {number}, column '{self.labels[self.seq_index]}': empty sequence id")

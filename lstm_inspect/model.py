@@ -63,14 +63,17 @@ class RecurrentLayer:
 
     @property
     def kind(self) -> RecurrentKind:
+        """The recurrent kind (LSTM, GRU, ...) that the weights belong to."""
         return self.weights.kind
 
     @property
     def units(self) -> int:
+        """Units (filters for a ConvLSTM)."""
         return self.weights.units
 
     @property
     def gates(self) -> tuple[str, ...]:
+        """The gate letters, in Keras' column order."""
         return self.weights.gates
 
 
@@ -99,18 +102,22 @@ class Model:
 
     @property
     def keras_version(self) -> str | None:
+        """The Keras version recorded in the file (``2.15.0``), or None."""
         return self.file.keras_version
 
     @property
     def keras_major(self) -> int | None:
+        """The Keras major version (1, 2 or 3), or None when the file does not say."""
         return keras_major(self.file.keras_version)
 
     @property
     def weights_only(self) -> bool:
+        """Whether the file holds weights only (the architecture comes from --config, or is guessed)."""
         return self.file.weights_only
 
     @property
     def label(self) -> str:
+        """The file's name, for messages."""
         return os.path.basename(self.path)
 
     def recurrent_layers(self) -> list[RecurrentLayer]:
@@ -120,12 +127,14 @@ class Model:
         return self._recurrent
 
     def recurrent_layer(self, name: str) -> RecurrentLayer:
+        """The recurrent layer (or Bidirectional direction) named ``name``; KeyError when there is none."""
         for layer in self.recurrent_layers():
             if layer.name == name:
                 return layer
         raise UsageProblem(f"no recurrent layer named '{name}' (have: {', '.join(self.recurrent_names()) or 'none'})")
 
     def recurrent_names(self) -> list[str]:
+        """The names of the recurrent layers, in model order."""
         return [layer.name for layer in self.recurrent_layers()]
 
     def select_recurrent(self, names: Sequence[str] | None) -> list[RecurrentLayer]:

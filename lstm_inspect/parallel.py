@@ -35,6 +35,7 @@ _controller = None
 
 
 def available_cpus() -> int:
+    """The CPUs this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):

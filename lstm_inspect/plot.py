@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
@@ -35,13 +35,15 @@ from .engine import ReplayOptions
 from .errors import UsageProblem
 from .feeding import Feed
 from .frames import trace_columns
-from .inputs import InputSequence
 from .model import Model, RecurrentLayer
 from .stats import ACTIVATION_RANGE, LEFT_THRESHOLD, RIGHT_THRESHOLD, GateStats, saturation_points, value_activation
-from .tracing import trace_blocks
+from .tracing import Inputs, trace_blocks
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 PLOT_FORMATS = ("png", "svg", "pdf")
-KINDS = ("heatmap", "saturation")
 GATE_COLOURS = {
     "i": "#1f77b4",
     "f": "#d62728",
@@ -74,7 +76,7 @@ def format_for(path: str | None, requested: str | None = None) -> str:
     return extension
 
 
-def save_figure(figure, stream: BinaryIO, fmt: str, dpi: float = 100) -> None:
+def save_figure(figure: Figure, stream: BinaryIO, fmt: str, dpi: float = 100) -> None:
     """Write ``figure`` to a binary stream; dates are left out so the bytes are reproducible."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -88,7 +90,7 @@ def save_figure(figure, stream: BinaryIO, fmt: str, dpi: float = 100) -> None:
 
 def collect_sequence(
     model: Model,
-    sequences: Sequence[InputSequence] | Feed,
+    sequences: Inputs | Feed,
     layers: Sequence[RecurrentLayer],
     *,
     sequence: str | None = None,
@@ -144,7 +146,7 @@ def collect_sequence(
 
 def trace_figure(
     model: Model,
-    sequences: Sequence[InputSequence] | Feed,
+    sequences: Inputs | Feed,
     *,
     layers: Sequence[str] | None = None,
     gates: Sequence[str] | None = None,
@@ -153,7 +155,7 @@ def trace_figure(
     options: ReplayOptions | None = None,
     stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
-):
+) -> Figure:
     """Heatmaps (units × t) of every value of every selected layer for one sequence: a Figure."""
     require_matplotlib()
     from matplotlib.figure import Figure
@@ -236,7 +238,7 @@ def colour_scale(layer: RecurrentLayer, name: str, value: NDArray, options: Repl
     return "RdBu_r", -top, top
 
 
-def _heatmap(ax, matrix: NDArray, t: NDArray, units: list[int], scale: tuple[str, float, float]):
+def _heatmap(ax: Axes, matrix: NDArray, t: NDArray, units: list[int], scale: tuple[str, float, float]) -> Any:
     import matplotlib
 
     cmap_name, vmin, vmax = scale
@@ -259,7 +261,7 @@ def _heatmap(ax, matrix: NDArray, t: NDArray, units: list[int], scale: tuple[str
 # ------------------------------------------------------------------- saturation
 
 
-def saturation_figure(results: Sequence[GateStats], title: str = ""):
+def saturation_figure(results: Sequence[GateStats], title: str = "") -> Figure:
     """The left- vs right-saturation scatter (one panel per layer) from ``stats.compute_stats`` results."""
     require_matplotlib()
     from matplotlib.figure import Figure

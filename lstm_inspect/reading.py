@@ -84,10 +84,12 @@ class ModelFile:
 
     @property
     def weights_only(self) -> bool:
+        """Whether the file holds weights only (no model config)."""
         return self.config is None
 
     @property
     def keras_major(self) -> int | None:
+        """The Keras major version that saved the file, or None."""
         return keras_major(self.keras_version)
 
 

@@ -166,6 +166,7 @@ def column_cells(column, rows: int, json_style: bool) -> list[str]:
 
 
 def csv_header(columns: Sequence[str]) -> bytes:
+    """The CSV header line for ``columns``, quoted as polars quotes it."""
     return (",".join(_string_cell(str(c), False) for c in columns) + "\n").encode("utf-8")
 
 
@@ -191,6 +192,7 @@ class JsonArray:
         self.started = False
 
     def start(self) -> None:
+        """Open the array."""
         self.stream.write(b"[")
 
     def write(self, ndjson: bytes | memoryview) -> None:
@@ -203,4 +205,5 @@ class JsonArray:
         self.started = True
 
     def end(self) -> None:
+        """Close the array (``[]`` when it is empty)."""
         self.stream.write(b"\n]\n" if self.started else b"]\n")

@@ -48,10 +48,9 @@ from .engine import ReplayOptions, value_names
 from .errors import UsageProblem
 from .feeding import Feed
 from .frames import Block
-from .inputs import InputSequence
 from .model import Model, RecurrentLayer
 from .selection import check_gates
-from .tracing import TraceBlock, trace_blocks
+from .tracing import Inputs, TraceBlock, trace_blocks
 
 LEFT_THRESHOLD = 0.1  # on the activation's range scaled to [0, 1]
 RIGHT_THRESHOLD = 0.9
@@ -100,6 +99,7 @@ class GateStats:
 
     @property
     def units(self) -> int:
+        """The number of units."""
         return int(self.mean.shape[0])
 
     @property
@@ -185,7 +185,7 @@ class _Running:
 
 def compute_stats(
     model: Model,
-    sequences: Sequence[InputSequence] | Feed,
+    sequences: Inputs | Feed,
     *,
     layers: Sequence[str] | None = None,
     gates: Sequence[str] | None = None,
@@ -301,6 +301,7 @@ class SaturationPoint:
 
     @property
     def count(self) -> int:
+        """How many units sit at this point."""
         return len(self.units)
 
 

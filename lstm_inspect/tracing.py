@@ -43,6 +43,7 @@ class Sample:
 
     @property
     def shapes(self) -> tuple[tuple[int, ...], ...]:
+        """The shape of each input array."""
         return tuple(a.shape for a in self.arrays)
 
     @property
@@ -60,6 +61,7 @@ class TraceBlock:
 
     @property
     def layer(self) -> RecurrentLayer:
+        """The recurrent layer the block's steps belong to."""
         return self.block.layer
 
 
@@ -137,7 +139,7 @@ def samples_for(program: Program, inputs: Inputs) -> list[Sample]:
                                "name it with NAME=PATH)")
         per_input = [list(inputs[name]) for name in names]  # inputs this replay does not read are left out
     elif inputs and isinstance(inputs[0], InputSequence):
-        per_input = [list(inputs)]  # type: ignore[list-item]
+        per_input = [list(inputs)]
     else:
         per_input = [list(group) for group in inputs]  # type: ignore[union-attr]
     if len(per_input) != len(names):

@@ -14,9 +14,9 @@ import contextlib
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,6 +26,9 @@ from .errors import UsageProblem
 from .feeding import Feed, stateful_batch_shape
 from .model import Model
 from .tracing import Inputs, Sample, plan_inputs
+
+if TYPE_CHECKING:
+    from .config import LayerSpec
 
 VERIFY_COLUMNS = ["layer", "output", "shape", "max_abs_diff", "tolerance", "status", "keras_vs_float64", "replay_vs_float64"]
 
@@ -37,6 +40,9 @@ DRIFT_FLOOR = 2.0**-20  # times max(1, largest |output|): 8 float32 ulps of 1.0
 
 @dataclass
 class LayerCheck:
+    """One compared output of one layer: the largest absolute difference between the replay and
+    Keras, and its status (ok, drift, MISMATCH, replay only, or not compared and why)."""
+
     layer: str
     output: int
     shape: tuple[int, ...]
@@ -48,6 +54,8 @@ class LayerCheck:
 
 @dataclass
 class VerifyResult:
+    """Every layer's comparison, the tolerance, and how Keras was run (its version, notes)."""
+
     checks: list[LayerCheck]
     tolerance: float
     keras: str | None  # "keras 3.15.1" / "tf_keras 2.21.0", or None when Keras did not load the file
@@ -56,14 +64,17 @@ class VerifyResult:
 
     @property
     def mismatches(self) -> list[LayerCheck]:
+        """The checks over the tolerance that are not float32 drift."""
         return [c for c in self.checks if c.status == "MISMATCH"]
 
     @property
     def drifts(self) -> list[LayerCheck]:
+        """The checks whose difference is float32 drift."""
         return [c for c in self.checks if c.status == "drift"]
 
     @property
     def largest(self) -> LayerCheck | None:
+        """The check with the largest difference, or None when nothing was compared."""
         compared = [c for c in self.checks if c.max_abs_diff is not None]
         return max(compared, key=lambda c: c.max_abs_diff) if compared else None
 
@@ -286,7 +297,7 @@ def _open_time_axis(config: Any) -> None:
 
 
 @contextlib.contextmanager
-def _quiet_stderr():
+def _quiet_stderr() -> Iterator[None]:
     """Silence TensorFlow's C++ start-up logging (it writes to fd 2 directly); errors still raise."""
     try:
         saved = os.dup(2)
@@ -306,7 +317,7 @@ def _count_outputs(shapes: dict, name: str) -> int:
     return sum(1 for key in shapes if key[0] == name)
 
 
-def _import_keras(model: Model):
+def _import_keras(model: Model) -> tuple[Any, str]:
     """Keras 3 for Keras 3 files, tf-keras for older ones; a UsageProblem if not installed."""
     major = model.keras_major
     use_tf_keras = major is not None and major < 3 or (major is None and model.file.container == "h5")
@@ -326,7 +337,7 @@ def _import_keras(model: Model):
         ) from None
 
 
-def _load_with_keras(model: Model, keras_mod, keras_name: str):
+def _load_with_keras(model: Model, keras_mod: Any, keras_name: str) -> tuple[Any, str | None]:
     if model.weights_only:
         return None, "a weights-only file holds no architecture for Keras to load"
     unsafe = sorted({spec.class_name for spec in _all_specs(model) if spec.class_name == "Lambda"})
@@ -367,13 +378,13 @@ def _holds_code(config: Any) -> bool:
     return False
 
 
-def _all_specs(model: Model):
+def _all_specs(model: Model) -> Iterator[LayerSpec]:
     for spec in model.graph.layers:
         yield spec
         yield from spec.children.values()
 
 
-def _comparable_layers(model: Model, keras_model) -> list[str]:
+def _comparable_layers(model: Model, keras_model: Any) -> list[str]:
     if keras_model is None:
         return []
     names = {layer.name for layer in keras_model.layers}
@@ -381,7 +392,7 @@ def _comparable_layers(model: Model, keras_model) -> list[str]:
             and spec.class_name != "InputLayer"]
 
 
-def _probe_model(keras_mod, keras_model, names: list[str]):
+def _probe_model(keras_mod: Any, keras_model: Any, names: list[str]) -> Any:
     """A Keras model returning every named layer's output(s), flattened; with their keys."""
     outputs, keys = [], []
     for name in names:
@@ -413,7 +424,7 @@ def _keras_outputs(probe, x: list[NDArray], program) -> dict[tuple[str, int], ND
     return {key: np.asarray(part) for key, part in zip(keys, parts)}
 
 
-def _reset_states(keras_model) -> None:
+def _reset_states(keras_model: Any) -> None:
     """Forget every stateful layer's running state (tf-keras: reset_states; Keras 3 also reset_state)."""
     for layer in keras_model.layers:
         if getattr(layer, "stateful", False):
@@ -433,6 +444,7 @@ def _equal_length_groups(sequences: Sequence[Sample]) -> list[list[Sample]]:
 
 
 def result_rows(result: VerifyResult) -> list[dict[str, Any]]:
+    """One row per check, in the columns of VERIFY_COLUMNS."""
     return [
         {
             "layer": check.layer,

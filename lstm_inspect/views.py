@@ -82,9 +82,10 @@ def _cell_text(value: Any) -> str:
 def _unit_ranges(units: Sequence[int]) -> str:
     """``0–7``, ``0,3,5–7``: a list of unit numbers, runs joined by an en dash."""
     parts: list[str] = []
-    start = previous = None
-    for unit in list(units) + [None]:
-        if start is not None and (unit is None or unit != previous + 1):
+    start: int | None = None
+    previous: int | None = None
+    for unit in [*units, None]:
+        if start is not None and (unit is None or previous is None or unit != previous + 1):
             parts.append(str(start) if start == previous else f"{start}–{previous}")
             start = None
         if unit is not None and start is None:

@@ -39,13 +39,16 @@ class GateBlock:
 
     @property
     def unit_count(self) -> int:
+        """The number of units (the last axis)."""
         return int(self.values.shape[-1])
 
     @property
     def row_meaning(self) -> str | None:
+        """What the rows of this tensor stand for (``input feature``, ``previous hidden unit``), None for a bias."""
         return ROW_MEANING.get(self.tensor)
 
     def stats(self) -> dict[str, float]:
+        """The block's mean, std, min, max and l2 norm (NaN for an empty block), computed in float64."""
         v = np.asarray(self.values, dtype=np.float64)
         if v.size == 0:
             return {k: float("nan") for k in ("mean", "std", "min", "max", "l2")}
@@ -81,6 +84,7 @@ def label_weights(
 
 
 def layer_gate_blocks(layer: RecurrentLayer, gates: Sequence[str] | None = None) -> Iterator[GateBlock]:
+    """The gate blocks of one layer's weights, tensor by tensor, only ``gates`` when given."""
     w = layer.weights
     for tensor, array in w.tensors():
         for gate in w.gates:

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 import numpy as np
 
@@ -155,7 +155,7 @@ def open_output(path: str | None, protect: Sequence[str] = ()) -> Iterator[Binar
             try:
                 yield handle
             except (Interrupted, KeyboardInterrupt) as stopped:  # removed below; the CLI names the file
-                stopped.discarded = [*getattr(stopped, "discarded", []), path]
+                stopped.discarded = [*getattr(stopped, "discarded", []), path]  # type: ignore[union-attr]
                 raise
         if os.path.exists(target):
             try:
@@ -390,7 +390,7 @@ class _WriterThread:
         except BaseException as exc:
             self._error = exc
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> Literal[False]:
         if exc_type is not None:
             self._cancel = True
         while self._thread.is_alive():
@@ -437,9 +437,10 @@ def _series(name: str, column, rows: int, text: bool):
     return pl.Series(name, array, nan_to_null=text)
 
 
-def _scalar_series(name: str, value, rows: int):
+def _scalar_series(name: str, value: Any, rows: int) -> Any:
     import polars as pl
 
+    dtype: Any
     if value is None:
         value, dtype = None, pl.String
     elif isinstance(value, (bool, np.bool_, int, np.integer)):

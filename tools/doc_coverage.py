@@ -47,8 +47,35 @@ def fully_annotated(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     return node.returns is not None or node.name == "__init__"
 
 
+def _inherits_docstring(path: Path, class_path: str, name: str) -> bool:
+    """Whether method ``name`` of class ``class_path`` (``A.B.``) in the module at ``path`` inherits a
+    docstring from a base class, as ``help()`` and ``inspect.getdoc`` show it."""
+    import importlib
+    import inspect
+
+    module_name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+    try:
+        obj: object = importlib.import_module(module_name)
+        for part in class_path.rstrip(".").split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        return False
+    if not isinstance(obj, type):
+        return False
+    for base in obj.__mro__[1:]:
+        member = base.__dict__.get(name)
+        if member is not None:
+            function = getattr(member, "fget", None) or getattr(member, "__func__", None) or member
+            return bool(inspect.getdoc(function))
+    return False
+
+
 def count(path: Path, missing: list[str]) -> Counts:
-    """The counts of one module; public objects without a docstring are appended to ``missing``."""
+    """The counts of one module; public objects without a docstring are appended to ``missing``.
+
+    A method that overrides a documented method of a base class counts as
+    documented: ``help()`` shows it the base's docstring.
+    """
     tree = ast.parse(path.read_text(encoding="utf-8"))
     counts = Counts()
     module_public = not path.name.startswith("_") or path.name == "__init__.py"
@@ -57,7 +84,8 @@ def count(path: Path, missing: list[str]) -> Counts:
         for node in body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 counts.functions += 1
-                has_doc = ast.get_docstring(node) is not None
+                has_doc = ast.get_docstring(node) is not None or (
+                    bool(prefix) and _inherits_docstring(path, prefix, node.name))
                 counts.documented += has_doc
                 counts.annotated += fully_annotated(node)
                 dunder = node.name.startswith("__") and node.name.endswith("__")
@@ -85,6 +113,8 @@ def _is_overload(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
 
 
 def main(argv: list[str]) -> int:
+    """Print the table (unless ``--quiet``) and the totals; with ``--check``, 1 below the floors."""
+    sys.path.insert(0, str(ROOT))
     missing: list[str] = []
     total = Counts()
     rows = []

@@ -67,6 +67,7 @@ def value_names(layer: RecurrentLayer, pre_activation: bool) -> list[str]:
 
 @dataclass
 class RunContext:
+    """The state of one replay: what to record, the states to start from and those it ended in, and every layer's outputs so far."""
     trace: set[str] | None  # recurrent layer names to record; None = all
     states: dict[str, list[NDArray]]  # recurrent layer name -> initial state (consumed)
     final_states: dict[str, list[NDArray]] = field(default_factory=dict)
@@ -120,6 +121,7 @@ class InputSpec:
 
     @property
     def features(self) -> int | None:
+        """Features per step this input takes (1 for token ids); None when its shape is not known."""
         if self.token_ids:
             return 1
         return self.shape[-1] if self.shape else None
@@ -227,6 +229,7 @@ class Program:
 
     @property
     def input_names(self) -> list[str]:
+        """The names of the model inputs, in the order the replay takes its arrays."""
         return [spec.name for spec in self.inputs]
 
     @property

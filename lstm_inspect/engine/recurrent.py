@@ -31,6 +31,7 @@ class GraphOp:
     traced_names: tuple[str, ...] = ()  # recurrent layers (directions) this op steps
 
     def run(self, inputs: list[Tensor], ctx: RunContext) -> Iterator[StepBlock]:
+        """Compute this node's outputs from ``inputs`` into ``ctx.outputs``, yielding the recorded steps of a recurrent layer as it goes."""
         raise NotImplementedError
         yield  # pragma: no cover
 

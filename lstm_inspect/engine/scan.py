@@ -58,10 +58,12 @@ class StepBlock:
 
     @property
     def steps(self) -> int:
+        """The number of steps in the block."""
         return int(self.t.shape[0])
 
     @property
     def batch(self) -> int:
+        """The number of sequences stepped side by side (N)."""
         return int(next(iter(self.values.values())).shape[1])
 
     @property

@@ -75,6 +75,7 @@ class RecurrentKind:
         return None
 
     def gate_name(self, gate: str) -> str:
+        """The readable name of a gate letter (``f`` -> ``forget gate``)."""
         return self.gate_names.get(gate, gate)
 
     # -- stored layouts -------------------------------------------------------------------
@@ -87,6 +88,7 @@ class RecurrentKind:
         return build_weights(self, units, stored, use_bias=use_bias, reset_after=reset_after, cudnn=cudnn, where=where)
 
     def default_reset_after(self, keras_major: int | None) -> bool:
+        """The ``reset_after`` a file without the key meant, by the Keras major version that saved it."""
         return False
 
     # -- equations --------------------------------------------------------------------------
@@ -153,6 +155,7 @@ class Cell:
 
     @property
     def features(self) -> int:
+        """Input features (channels) per step."""
         return self.weights.features
 
     def output_spatial(self, spatial: tuple[int, ...]) -> tuple[int, ...]:
@@ -160,6 +163,7 @@ class Cell:
         return ()
 
     def zero_state(self, n: int, spatial: tuple[int, ...] = ()) -> list[NDArray]:
+        """The zero state: one (n, *spatial, U) array per state array of the kind."""
         return [np.zeros((n,) + spatial + (self.units,), dtype=self.dtype) for _ in self.kind.states]
 
     def project(self, x: NDArray) -> NDArray:

@@ -55,18 +55,21 @@ class _ConvLSTM(LSTM):
 
 
 class ConvLSTM1D(_ConvLSTM):
+    """The 1-D convolutional LSTM (maps of shape (W, filters))."""
     name = "ConvLSTM1D"
     spatial_rank = 1
     keras_classes = ("ConvLSTM1D",)
 
 
 class ConvLSTM2D(_ConvLSTM):
+    """The 2-D convolutional LSTM (maps of shape (H, W, filters))."""
     name = "ConvLSTM2D"
     spatial_rank = 2
     keras_classes = ("ConvLSTM2D",)
 
 
 class ConvLSTM3D(_ConvLSTM):
+    """The 3-D convolutional LSTM (maps of shape (D, H, W, filters))."""
     name = "ConvLSTM3D"
     spatial_rank = 3
     keras_classes = ("ConvLSTM3D",)

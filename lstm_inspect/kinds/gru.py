@@ -31,6 +31,7 @@ from .layout import RecurrentWeights
 
 
 class GRU(RecurrentKind):
+    """The GRU: gates z (update), r (reset) and the candidate c; one state, h."""
     name = "GRU"
     gates = ("z", "r", "c")
     gate_names: ClassVar[Mapping[str, str]] = {"z": "update gate", "r": "reset gate", "c": "candidate"}

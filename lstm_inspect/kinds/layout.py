@@ -80,6 +80,7 @@ class RecurrentWeights:
 
     @property
     def gates(self) -> tuple[str, ...]:
+        """The kind's gate letters, in Keras' column order."""
         return self.kind.gates
 
     @property

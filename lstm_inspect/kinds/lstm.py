@@ -32,6 +32,7 @@ from .layout import RecurrentWeights
 
 
 class LSTM(RecurrentKind):
+    """The LSTM: gates i, f, c (candidate), o in Keras' column order; states h and cell."""
     name = "LSTM"
     gates = ("i", "f", "c", "o")
     gate_names: ClassVar[Mapping[str, str]] = {"i": "input gate", "f": "forget gate", "c": "candidate", "o": "output gate"}
@@ -62,19 +63,19 @@ class LSTM(RecurrentKind):
         a, ra = activation, recurrent_activation
         bias = ' + w["bias"]' if use_bias else ""
         return f'''def {name}(x, state, w):
-    """One LSTM step ({a}, {ra}): x (N, F), state [h, c] (N, U) each -> new [h, c] and the gates."""
-    h, c = state
-    U = h.shape[1]
+    """One LSTM step ({a}, {ra}): x (N, F), state [h_prev, cell_prev] (N, U) each -> new [hidden, cell] and the gates."""
+    h_prev, cell_prev = state
+    U = h_prev.shape[1]
     # One product per tensor, and the bias added once per step (not once per product).
-    z = x @ w["kernel"] + h @ w["recurrent_kernel"]{bias}  # (N, 4U)
+    pre = x @ w["kernel"] + h_prev @ w["recurrent_kernel"]{bias}  # (N, 4U)
     # Keras' column blocks are i, f, c, o (not i, f, o, c): gate k of unit u is column k*U + u.
-    i = {ra}(z[:, 0 * U : 1 * U])  # input gate
-    f = {ra}(z[:, 1 * U : 2 * U])  # forget gate
-    g = {a}(z[:, 2 * U : 3 * U])  # candidate ("c" in the trace)
-    o = {ra}(z[:, 3 * U : 4 * U])  # output gate
-    cell = f * c + i * g
+    i = {ra}(pre[:, 0 * U : 1 * U])  # input gate
+    f = {ra}(pre[:, 1 * U : 2 * U])  # forget gate
+    c = {a}(pre[:, 2 * U : 3 * U])  # candidate
+    o = {ra}(pre[:, 3 * U : 4 * U])  # output gate
+    cell = f * cell_prev + i * c
     hidden = o * {a}(cell)  # the next layer reads hidden, not cell
-    return [hidden, cell], {{"i": i, "f": f, "c": g, "o": o}}
+    return [hidden, cell], {{"i": i, "f": f, "c": c, "o": o}}
 '''
 
 

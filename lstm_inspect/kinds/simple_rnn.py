@@ -18,6 +18,7 @@ from .layout import RecurrentWeights
 
 
 class SimpleRNN(RecurrentKind):
+    """The SimpleRNN: one block h, no gates; one state."""
     name = "SimpleRNN"
     gates = ("h",)
     gate_names: ClassVar[Mapping[str, str]] = {"h": "hidden"}
@@ -50,6 +51,7 @@ class SimpleRNN(RecurrentKind):
 
 
 class SimpleRNNCell(Cell):
+    """SimpleRNN weights for the step loop: hidden = activation(x·kernel + h_prev·recurrent_kernel + bias)."""
     def __init__(self, weights: RecurrentWeights, activation: Activation, recurrent_activation: Activation,
                  dtype: np.dtype) -> None:
         super().__init__(weights, activation, recurrent_activation, dtype)

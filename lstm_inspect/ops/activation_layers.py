@@ -49,6 +49,7 @@ def relu(x: NDArray, negative_slope: float = 0.0, max_value: float | None = None
 
 @register("ReLU")
 def build_relu(ctx: BuildContext) -> Layer:
+    """The replayed ReLU layer from its config (and weights)."""
     slope = _number(ctx, "negative_slope", 0.0)
     max_value = _number(ctx, "max_value", None, allow_none=True)
     threshold = _number(ctx, "threshold", 0.0)
@@ -57,6 +58,7 @@ def build_relu(ctx: BuildContext) -> Layer:
 
 @register("LeakyReLU")
 def build_leaky_relu(ctx: BuildContext) -> Layer:
+    """The replayed LeakyReLU layer from its config (and weights)."""
     # Keras 3 writes negative_slope; tf-keras and Keras 2 wrote alpha.  Both default to 0.3.
     key = "negative_slope" if ctx.get("negative_slope") is not None else "alpha"
     slope = _number(ctx, key, 0.3)
@@ -65,12 +67,14 @@ def build_leaky_relu(ctx: BuildContext) -> Layer:
 
 @register("ThresholdedReLU")
 def build_thresholded_relu(ctx: BuildContext) -> Layer:
+    """The replayed ThresholdedReLU layer from its config (and weights)."""
     theta = _number(ctx, "theta", 1.0)
     return FunctionLayer(lambda x: x * (x > x.dtype.type(theta)).astype(x.dtype))
 
 
 @register("ELU")
 def build_elu(ctx: BuildContext) -> Layer:
+    """The replayed ELU layer from its config (and weights)."""
     alpha = _number(ctx, "alpha", 1.0)
 
     def elu(x: NDArray) -> NDArray:
@@ -97,6 +101,7 @@ class PReLU(Layer):
 
 @register("PReLU", variables=("alpha",))
 def build_prelu(ctx: BuildContext) -> Layer:
+    """The replayed PReLU layer from its config (and weights)."""
     return PReLU(ctx.name, ctx.weight("alpha"))
 
 
@@ -136,6 +141,7 @@ class Softmax(Layer):
 
 @register("Softmax")
 def build_softmax(ctx: BuildContext) -> Layer:
+    """The replayed Softmax layer from its config (and weights)."""
     axis = ctx.get("axis", -1)
     if isinstance(axis, (list, tuple)) and len(axis) >= 1:
         values = tuple(axis)

@@ -153,11 +153,13 @@ def _attention_variables(config: Mapping[str, Any]) -> tuple[str, ...]:
 
 @register("Attention", variables=_attention_variables)
 def build_attention(ctx: BuildContext) -> Layer:
+    """The replayed Attention layer from its config (and weights)."""
     return DenseAttention(ctx, additive=False)
 
 
 @register("AdditiveAttention", variables=lambda config: ("scale",) if config.get("use_scale", True) else ())
 def build_additive_attention(ctx: BuildContext) -> Layer:
+    """The replayed AdditiveAttention layer from its config (and weights)."""
     return DenseAttention(ctx, additive=True)
 
 
@@ -204,6 +206,7 @@ def _quantized(config: Mapping[str, Any]) -> bool:
 
 @register("EinsumDense", variables=lambda config: ("kernel", "bias") if config.get("bias_axes") else ("kernel",))
 def build_einsum_dense(ctx: BuildContext) -> Layer:
+    """The replayed EinsumDense layer from its config (and weights)."""
     return EinsumDense(ctx)
 
 
@@ -426,4 +429,5 @@ def _attention_equations(rank: int, attention_axes: tuple[int, ...] | None) -> t
 # No vars of its own: its weights belong to its sub-layers ("query/kernel", "query_dense/0", ...).
 @register("MultiHeadAttention")
 def build_multi_head_attention(ctx: BuildContext) -> Layer:
+    """The replayed MultiHeadAttention layer from its config (and weights)."""
     return MultiHeadAttention(ctx)

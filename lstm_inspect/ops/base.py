@@ -61,6 +61,7 @@ class Layer:
     token_vocabulary: int | None = None  # reads token ids from a vocabulary of this size (Embedding)
 
     def apply(self, inputs: list[Tensor]) -> list[Tensor]:
+        """The layer's outputs for ``inputs`` (each a value (N, ...) with its step mask, if any)."""
         raise NotImplementedError
 
     def input_features(self) -> int | None:
@@ -124,14 +125,17 @@ class BuildContext:
 
     @property
     def config(self) -> Mapping[str, Any]:
+        """The layer's config, as the file holds it."""
         return self.spec.config
 
     @property
     def name(self) -> str:
+        """The layer's name."""
         return self.spec.name
 
     @property
     def class_name(self) -> str:
+        """The layer's Keras class name."""
         return self.spec.class_name
 
     @property
@@ -200,6 +204,7 @@ class OpDef:
     variables: Variables = ()
 
     def variable_names(self, config: Mapping[str, Any]) -> tuple[str, ...]:
+        """The names of the weight arrays the layer stores, for this config."""
         return self.variables(config) if callable(self.variables) else tuple(self.variables)
 
 
@@ -220,6 +225,7 @@ def register(*class_names: str, variables: Variables = ()) -> Callable[[Callable
 
 
 def registered() -> Mapping[str, OpDef]:
+    """Every registered layer: Keras class name -> its OpDef."""
     return _REGISTRY
 
 

@@ -70,6 +70,7 @@ def int_tuple(ctx: BuildContext, key: str, rank: int, default: Any, minimum: int
 
 
 def read_padding(ctx: BuildContext, allowed: Sequence[str]) -> str:
+    """The config's padding, lower case; UnsupportedLayer when it is not one of ``allowed``."""
     value = ctx.get("padding", "valid")
     padding = value.lower() if isinstance(value, str) else value
     if padding not in allowed:
@@ -113,9 +114,11 @@ class SpatialLayer(Layer):
         return [Tensor(np.ascontiguousarray(y))]
 
     def compute(self, x: NDArray) -> NDArray:
+        """The layer's output for x (N, *spatial, channels)."""
         raise NotImplementedError
 
     def check_channels(self, x: NDArray, expected: int) -> None:
+        """InputDataError unless x has ``expected`` channels on its last axis."""
         if x.shape[-1] != expected:
             raise InputDataError(f"{self.where}: its kernel takes {expected} input channel(s); its input has {x.shape[-1]}")
 
@@ -236,6 +239,7 @@ class DepthwiseConv(_Conv):
         self.bias_value = self.bias(ctx, self.depthwise.shape[-2] * self.depthwise.shape[-1]) if own_bias else None
 
     def depthwise_step(self, x: NDArray, bias: NDArray | None) -> NDArray:
+        """The depthwise convolution of x (N, *spatial, C), plus ``bias`` when given: (N, *spatial', C * multiplier)."""
         self.check_channels(x, self.depthwise.shape[-2])
         self.check_fits(x, self.depthwise.shape[:-2], self.strides, self.dilation, self.padding)
         return depthwise_conv(x, self.depthwise, strides=self.strides, padding=self.padding, dilation=self.dilation,
@@ -268,20 +272,24 @@ class SeparableConv(DepthwiseConv):
 
 @register("Conv1D", "Conv2D", "Conv3D", variables=with_bias("kernel"))
 def build_conv(ctx: BuildContext) -> Layer:
+    """The replayed Conv1D, Conv2D or Conv3D layer from its config (and weights)."""
     return Conv(ctx)
 
 
 @register("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", variables=with_bias("kernel"))
 def build_conv_transpose(ctx: BuildContext) -> Layer:
+    """The replayed Conv1DTranspose, Conv2DTranspose or Conv3DTranspose layer from its config (and weights)."""
     return ConvTranspose(ctx)
 
 
 # Keras 3 names the depthwise kernel `kernel`, tf-keras `depthwise_kernel`: both are looked for.
 @register("DepthwiseConv1D", "DepthwiseConv2D", variables=with_bias("kernel"))
 def build_depthwise_conv(ctx: BuildContext) -> Layer:
+    """The replayed DepthwiseConv1D or DepthwiseConv2D layer from its config (and weights)."""
     return DepthwiseConv(ctx)
 
 
 @register("SeparableConv1D", "SeparableConv2D", variables=with_bias("depthwise_kernel", "pointwise_kernel"))
 def build_separable_conv(ctx: BuildContext) -> Layer:
+    """The replayed SeparableConv1D or SeparableConv2D layer from its config (and weights)."""
     return SeparableConv(ctx)

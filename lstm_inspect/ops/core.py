@@ -55,6 +55,7 @@ AUGMENTATIONS = (
 
 
 class Identity(Layer):
+    """A layer that computes nothing at inference (Dropout, noise, InputLayer): its input unchanged."""
     is_identity = True
 
     def apply(self, inputs: list[Tensor]) -> list[Tensor]:
@@ -63,11 +64,13 @@ class Identity(Layer):
 
 @register(*IDENTITIES)
 def build_identity(ctx: BuildContext) -> Layer:
+    """The replayed layer for one of ``IDENTITIES``, from its config."""
     return Identity()
 
 
 @register(*AUGMENTATIONS)
 def build_augmentation(ctx: BuildContext) -> Layer:
+    """The replayed layer for one of ``AUGMENTATIONS``, from its config."""
     return FunctionLayer(lambda x: x, keeps_mask=False)
 
 
@@ -102,11 +105,13 @@ class Dense(Layer):
 
 @register("Dense", variables=with_bias("kernel"))
 def build_dense(ctx: BuildContext) -> Layer:
+    """The replayed Dense layer from its config (and weights)."""
     return Dense(ctx)
 
 
 @register("Activation")
 def build_activation(ctx: BuildContext) -> Layer:
+    """The replayed Activation layer from its config (and weights)."""
     return FunctionLayer(ctx.activation("activation", None))
 
 
@@ -128,6 +133,7 @@ class Masking(Layer):
 
 @register("Masking")
 def build_masking(ctx: BuildContext) -> Layer:
+    """The replayed Masking layer from its config (and weights)."""
     return Masking(float(ctx.get("mask_value", 0.0)))
 
 
@@ -160,6 +166,7 @@ class Embedding(Layer):
 
 @register("Embedding", variables=("embeddings",))
 def build_embedding(ctx: BuildContext) -> Layer:
+    """The replayed Embedding layer from its config (and weights)."""
     table = ctx.weight("embeddings")
     if table.ndim != 2 or table.shape[0] == 0:
         raise ctx.bad_file(f"embeddings {table.shape} is not a (vocabulary, size) table")

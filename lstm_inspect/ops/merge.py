@@ -134,6 +134,7 @@ class ElementwiseMerge(Layer):
 
 @register(*ELEMENTWISE)
 def build_elementwise(ctx: BuildContext) -> Layer:
+    """The replayed layer for one of ``ELEMENTWISE``, from its config."""
     return ElementwiseMerge(ctx.class_name, _keras3(ctx), ctx.name)
 
 
@@ -164,6 +165,7 @@ class Concatenate(Layer):
 
 @register("Concatenate")
 def build_concatenate(ctx: BuildContext) -> Layer:
+    """The replayed Concatenate layer from its config (and weights)."""
     axis = ctx.get("axis", -1)
     if isinstance(axis, bool) or not isinstance(axis, int) or not -64 < axis < 64:
         raise ctx.bad_file(f"axis is {axis!r}, not an axis")
@@ -214,6 +216,7 @@ class Dot(Layer):
 
 @register("Dot")
 def build_dot(ctx: BuildContext) -> Layer:
+    """The replayed Dot layer from its config (and weights)."""
     axes = ctx.get("axes")
     if isinstance(axes, list) and len(axes) == 1:
         axes = axes[0]

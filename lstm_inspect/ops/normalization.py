@@ -135,6 +135,7 @@ def _config_array(ctx: BuildContext, key: str, value: Any) -> NDArray:
 
 @register("Normalization", variables=_normalization_variables)
 def build_normalization(ctx: BuildContext) -> Layer:
+    """The replayed Normalization layer from its config (and weights)."""
     axes = _axes(ctx, allow_none=True)
     if ctx.get("mean") is not None:
         if ctx.get("variance") is None:
@@ -170,6 +171,7 @@ class Rescaling(Layer):
 
 @register("Rescaling")
 def build_rescaling(ctx: BuildContext) -> Layer:
+    """The replayed Rescaling layer from its config (and weights)."""
     return Rescaling(ctx.name, _config_array(ctx, "scale", ctx.get("scale")),
                      _config_array(ctx, "offset", ctx.get("offset", 0.0)))
 
@@ -197,6 +199,7 @@ class BatchNorm(Layer):
 
 @register("BatchNormalization", variables=lambda config: _scale_center(config, ("moving_mean", "moving_variance")))
 def build_batch_norm(ctx: BuildContext) -> Layer:
+    """The replayed BatchNormalization layer from its config (and weights)."""
     # renorm=True adds moving_stddev, renorm_mean and renorm_stddev, which act only in training.
     return BatchNorm(ctx.name, _axes(ctx), ctx.weight("moving_mean"), ctx.weight("moving_variance"),
                      ctx.weight("gamma", required=False), ctx.weight("beta", required=False), _epsilon(ctx, 1e-3))
@@ -240,6 +243,7 @@ def _layer_norm_variables(config: Mapping[str, Any]) -> tuple[str, ...]:
 
 @register("LayerNormalization", variables=_layer_norm_variables)
 def build_layer_norm(ctx: BuildContext) -> Layer:
+    """The replayed LayerNormalization layer from its config (and weights)."""
     rms = ctx.get("rms_scaling", False)
     if not isinstance(rms, bool):
         raise ctx.bad_file(f"rms_scaling is {rms!r}, not true or false")
@@ -264,6 +268,7 @@ class UnitNormalization(Layer):
 
 @register("UnitNormalization")
 def build_unit_normalization(ctx: BuildContext) -> Layer:
+    """The replayed UnitNormalization layer from its config (and weights)."""
     return UnitNormalization(ctx.name, _axes(ctx))
 
 
@@ -304,6 +309,7 @@ class GroupNorm(Layer):
 
 @register("GroupNormalization", variables=_scale_center)
 def build_group_norm(ctx: BuildContext) -> Layer:
+    """The replayed GroupNormalization layer from its config (and weights)."""
     groups = ctx.get("groups", 32)
     if isinstance(groups, bool) or not isinstance(groups, int) or not (groups == -1 or 1 <= groups <= 1 << 20):
         raise ctx.bad_file(f"groups is {groups!r}, not a positive number of groups (or -1)")
@@ -344,4 +350,5 @@ class RMSNorm(Layer):
 
 @register("RMSNormalization", variables=("scale",))
 def build_rms_norm(ctx: BuildContext) -> Layer:
+    """The replayed RMSNormalization layer from its config (and weights)."""
     return RMSNorm(ctx.name, _axes(ctx), ctx.weight("scale"), _epsilon(ctx, 1e-6))

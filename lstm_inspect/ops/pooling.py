@@ -44,11 +44,13 @@ class Pool(SpatialLayer):
 
 @register("MaxPooling1D", "MaxPooling2D", "MaxPooling3D")
 def build_max_pooling(ctx: BuildContext) -> Layer:
+    """The replayed MaxPooling1D, MaxPooling2D or MaxPooling3D layer from its config (and weights)."""
     return Pool(ctx, "max")
 
 
 @register("AveragePooling1D", "AveragePooling2D", "AveragePooling3D")
 def build_average_pooling(ctx: BuildContext) -> Layer:
+    """The replayed AveragePooling1D, AveragePooling2D or AveragePooling3D layer from its config (and weights)."""
     return Pool(ctx, "mean")
 
 
@@ -94,9 +96,11 @@ class GlobalPool(Layer):
 
 @register("GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D")
 def build_global_average(ctx: BuildContext) -> Layer:
+    """The replayed GlobalAveragePooling1D, GlobalAveragePooling2D or GlobalAveragePooling3D layer from its config (and weights)."""
     return GlobalPool(ctx, "mean")
 
 
 @register("GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D")
 def build_global_max(ctx: BuildContext) -> Layer:
+    """The replayed GlobalMaxPooling1D, GlobalMaxPooling2D or GlobalMaxPooling3D layer from its config (and weights)."""
     return GlobalPool(ctx, "max")

@@ -105,6 +105,7 @@ class Reshape(Layer):
 
 @register("Reshape")
 def build_reshape(ctx: BuildContext) -> Layer:
+    """The replayed Reshape layer from its config (and weights)."""
     target = ctx.get("target_shape")
     if not isinstance(target, (list, tuple)) or not target:
         raise ctx.bad_file(f"target_shape is {target!r}, not a list of sizes")
@@ -130,6 +131,7 @@ class Permute(Layer):
 
 @register("Permute")
 def build_permute(ctx: BuildContext) -> Layer:
+    """The replayed Permute layer from its config (and weights)."""
     dims = ctx.get("dims")
     if not isinstance(dims, (list, tuple)) or any(isinstance(d, bool) for d in dims) \
             or sorted(dims) != list(range(1, len(dims) + 1)):
@@ -155,6 +157,7 @@ class Flatten(Layer):
 
 @register("Flatten")
 def build_flatten(ctx: BuildContext) -> Layer:
+    """The replayed Flatten layer from its config (and weights)."""
     return Flatten(data_format(ctx) == "channels_first")
 
 
@@ -179,6 +182,7 @@ class ZeroPadding(Layer):
 
 @register("ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D")
 def build_zero_padding(ctx: BuildContext) -> Layer:
+    """The replayed ZeroPadding1D, ZeroPadding2D or ZeroPadding3D layer from its config (and weights)."""
     rank = int(ctx.class_name[-2])
     return ZeroPadding(ctx.name, _pairs(ctx, "padding", rank), data_format(ctx) == "channels_first")
 
@@ -208,6 +212,7 @@ class Cropping(Layer):
 
 @register("Cropping1D", "Cropping2D", "Cropping3D")
 def build_cropping(ctx: BuildContext) -> Layer:
+    """The replayed Cropping1D, Cropping2D or Cropping3D layer from its config (and weights)."""
     rank = int(ctx.class_name[-2])
     # Cropping1D has no data_format in Keras: always (N, T, C).
     channels_first = rank > 1 and data_format(ctx) == "channels_first"
@@ -260,12 +265,14 @@ def _resize_linear(x: NDArray, axis: int, out: int) -> NDArray:
 
 @register("UpSampling1D")
 def build_up_sampling_1d(ctx: BuildContext) -> Layer:
+    """The replayed UpSampling1D layer from its config (and weights)."""
     size = ctx.get("size", ctx.get("length", 2))  # Keras 1 called it length
     return UpSampling(ctx.name, _per_axis(ctx, "size", size, 1, 1), False)
 
 
 @register("UpSampling2D", "UpSampling3D")
 def build_up_sampling(ctx: BuildContext) -> Layer:
+    """The replayed UpSampling2D or UpSampling3D layer from its config (and weights)."""
     rank = int(ctx.class_name[-2])
     sizes = _per_axis(ctx, "size", ctx.get("size", 2), rank, 1)
     interpolation = ctx.get("interpolation", "nearest") if rank == 2 else "nearest"
@@ -291,4 +298,5 @@ class RepeatVector(Layer):
 
 @register("RepeatVector")
 def build_repeat_vector(ctx: BuildContext) -> Layer:
+    """The replayed RepeatVector layer from its config (and weights)."""
     return RepeatVector(ctx.name, _count(ctx, "n", ctx.get("n", 1), 1))

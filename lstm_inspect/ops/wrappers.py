@@ -26,6 +26,7 @@ class TimeDistributed(Layer):
 
 @register("TimeDistributed")
 def build_time_distributed(ctx: BuildContext) -> Layer:
+    """The replayed TimeDistributed layer from its config (and weights)."""
     inner = ctx.spec.children.get("layer")
     if inner is None:
         raise ctx.bad_file("TimeDistributed without a wrapped layer config")

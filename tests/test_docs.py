@@ -23,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from conftest import ROOT
 
+from lstm_inspect.cli import cli
+
 pytestmark = pytest.mark.docs
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -163,13 +165,23 @@ def test_readme_leads_with_make_demo_and_make_test():
     assert "make demo" in head and "make test" in head
 
 
-@pytest.mark.parametrize("command", ["layers", "weights", "trace", "predict"])
-def test_every_command_has_help_and_is_documented(command):
+@pytest.mark.parametrize("command", sorted(cli.commands))
+def test_every_command_has_help_with_examples_and_is_documented(command):
     result = subprocess.run([sys.executable, "-m", "lstm_inspect", command, "--help"], capture_output=True, text=True,
                             check=False)
     assert result.returncode == 0
     assert "Usage:" in result.stdout and "Exit status" in result.stdout
+    examples = [line for line in result.stdout.splitlines() if re.match(rf"\s+(cat .*\| )?lstm-inspect {command} ", line)]
+    assert examples, f"no example in `{command} --help`"
     assert f"`{command} " in README or f"lstm-inspect {command}" in README
+
+
+def test_readme_shows_the_terminal_views():
+    """Two pictures of the terminal views (Rich's SVG export, tools/screenshots.py), present and referenced."""
+    for name in ("terminal-trace.svg", "terminal-weights.svg"):
+        assert f"](docs/{name})" in README
+        svg = (ROOT / "docs" / name).read_text(encoding="utf-8")
+        assert svg.startswith("<svg") and "lstm-inspect" in svg
 
 
 def test_readme_lists_exactly_the_layers_replayed():

@@ -1,5 +1,6 @@
-"""The commands in a real terminal: tmux gives each a terminal of 80 or 120 columns (TERM
-xterm-256color), and the screen is read back as a person would read it.
+"""The commands in a real terminal: tmux gives each a shell in a terminal of 80 or 120 columns (TERM
+xterm-256color), the command is typed into it (``send-keys``), and the screen is read back
+(``capture-pane``) as a person would read it.
 
 These are the failures a new user met on a real screen: numbers split across lines and cut to
 ``0.…``, headers wrapped into fragments, a trace view whose ``t`` column had no width and whose
@@ -27,6 +28,7 @@ from screens import ANSI, NUMBER, assert_fits, body_rows, header
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (.ci/run installs it)")
 
+START = "__lstm_inspect_start__"
 END = "__lstm_inspect_done__"
 
 
@@ -42,16 +44,22 @@ class Tmux:
         return done.stdout
 
     def start(self, name: str, argv: list[str], width: int, height: int = 50) -> None:
-        """Run ``lstm-inspect ARGV`` in a new session ``width`` columns wide."""
+        """Open a shell in a new terminal ``width`` columns wide and type ``lstm-inspect ARGV`` into it."""
         env = {"PYTHONPATH": str(ROOT), "TERM": "xterm-256color", "TF_CPP_MIN_LOG_LEVEL": "3"}
         command = " ".join([*(f"{k}={shlex.quote(v)}" for k, v in env.items()), "env -u COLUMNS -u LINES -u NO_COLOR",
                             shlex.quote(sys.executable), "-m lstm_inspect", *map(shlex.quote, map(str, argv))])
-        self.tmux("new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
-                  f"bash --norc -c {shlex.quote(command + f'; echo {END}; sleep 600')}")
+        self.tmux("new-session", "-d", "-s", name, "-x", str(width), "-y", str(height), "bash --norc --noprofile")
+        # The markers are typed with quotes inside them, so that only their output matches START and END.
+        typed = f"printf '%s\\n' {START[:-2]}''__; {command}; printf '%s\\n' {END[:-2]}''__"
+        self.tmux("send-keys", "-t", name, typed, "Enter")
 
     def screen(self, name: str, escapes: bool = False) -> str:
-        """The whole pane, scrollback included (with colour escapes when ``escapes``)."""
-        return self.tmux("capture-pane", "-p", "-t", name, "-S", "-", *(["-e"] if escapes else []))
+        """What the command has printed so far (from the START line on, scrollback included; with colour
+        escapes when ``escapes``): the typed command line is left out."""
+        text = self.tmux("capture-pane", "-p", "-t", name, "-S", "-", *(["-e"] if escapes else []))
+        lines = text.splitlines(keepends=True)
+        starts = [k for k, line in enumerate(lines) if ANSI.sub("", line).strip() == START]
+        return "".join(lines[starts[0] + 1:]) if starts else ""
 
     def wait(self, name: str, timeout: float = 120) -> str:
         """The screen once the command has ended."""

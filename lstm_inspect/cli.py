@@ -284,7 +284,7 @@ def weights(model_path: str, config_path: str | None, layer_names, gates, show_v
           table=lambda console: _views().render_weights(model, blocks, console, show_values))
 
 
-@cli.command(epilog=epilog(TABLE_FORMATS))
+@cli.command(epilog=epilog((*TABLE_FORMATS, "lstmvis")))
 @click.argument("model_path", metavar="MODEL")
 @model_options
 @click.argument("input_paths", metavar="INPUT...", nargs=-1, required=True)
@@ -501,7 +501,7 @@ def plot(model_path, config_path, input_paths, output, fmt, kind, layer_names, g
     model = _load(model_path, config_path)
     options, inputs, states = _replay_setup(model, input_paths, input_kw, False)
     figure = _api().draw(model, inputs, kind=kind, layers=layer_names, gates=gates, units=units,
-                         sequence=sequence_id, options=options, initial_states=states)
+                         sequence=sequence_id, options=options, initial_states=states, start=input_kw["start"])
     _save_binary(output, [model_path, config_path, *input_paths, input_kw["initial_state"]], lambda stream: _api().save_figure(figure, stream, fmt, dpi))
 
 
@@ -542,7 +542,7 @@ def export(model_path, config_path, layout, layer_names, output, fmt, hard_sigmo
 # ------------------------------------------------------------------ code (lstm_inspect.codegen)
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=epilog(None, output="Output: a Python script, to stdout or -o FILE.py."))
 @click.argument("model_path", metavar="MODEL")
 @model_options
 @click.option("--weights-out", default=None, metavar="FILE.npz", help="Also write the weights to FILE.npz, which the script then reads (no h5py needed; required for cuDNN and Keras 1 layouts).")
@@ -574,7 +574,7 @@ def code(model_path, config_path, weights_out, hard_sigmoid, output) -> None:
 # ------------------------------------------------------------------ report (lstm_inspect.report)
 
 
-@cli.command(epilog=EPILOG)
+@cli.command(epilog=epilog(None, output="Output: one HTML file, -o FILE.html."))
 @click.argument("model_path", metavar="MODEL")
 @model_options
 @click.argument("input_paths", metavar="INPUT...", nargs=-1, required=True)

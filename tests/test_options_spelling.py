@@ -20,7 +20,7 @@ from lstm_inspect.cli import cli
 SINGLE = SAMPLES / "single_lstm.h5"
 CSV = SAMPLES / "single_lstm.csv"
 GRU = SAMPLES / "gru_rnn.keras"
-ALL_FORMATS = {"table", "csv", "json", "ndjson", "parquet", "png", "svg", "pdf", "npz"}
+ALL_FORMATS = {"table", "csv", "json", "ndjson", "parquet", "png", "svg", "pdf", "npz", "lstmvis"}
 
 
 def ok(*args):

@@ -15,6 +15,10 @@ Scenarios, each measured in this one run on this machine, same model and input:
   steps: CSV rows per second (wall time, start-up included) and peak RSS;
 * S5  start-up: wall time of ``lstm-inspect --help`` and of
   ``lstm-inspect weights sample_models/single_lstm.h5 --format csv``.
+* S6  ``lstm-inspect stats`` over a dataset of 20,000,000 steps (LSTM(32),
+  8 features, 8 .npy files of 250 × 10,000 steps) in one process against
+  ``--workers 2`` (a local Dask cluster, start-up included); the two outputs
+  must agree.  Needs the dask extra.
 
 Every figure is the median of several runs (fewer for the big ones).  The
 machine may be busy with other work: the S1-S3 ratios compare runs made next
@@ -55,6 +59,7 @@ TARGETS = {  # scenario -> the target, as printed
     "S3": "≥ 3× Keras",
     "S4": "≥ 2,000,000 rows/s, peak RSS < 300 MB",
     "S5": "--help < 0.3 s, weights < 0.5 s",
+    "S6": "2 workers ≥ 1.5× one process",
 }
 
 
@@ -287,6 +292,42 @@ def bench_startup(runs: int) -> list[Row]:
     return result
 
 
+# ------------------------------------------------------------------ S6
+
+
+def bench_dask(steps_total: int, work: Path) -> list[Row]:
+    """``stats`` over a dataset of ``steps_total`` steps: one process against 2 local Dask workers."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        log("S6: skipped (needs the dask extra: pip install 'lstm-inspect[dask]')")
+        return [Row("S6", "stats on Dask", "skipped: dask not installed", TARGETS["S6"], "")]
+    files, per_file, steps = 8, 250, steps_total // (8 * 250)
+    log(f"S6: lstm-inspect stats over {files} .npy files of {per_file} × {steps:,} steps, one process vs --workers 2")
+    model_path = work / "S6.keras"
+    build_lstm(32, 8, model_path, seed=6)
+    data = work / "S6"
+    data.mkdir()
+    rng = np.random.default_rng(6)
+    for k in range(files):
+        np.save(data / f"part{k}.npy", rng.normal(size=(per_file, steps, 8)).astype(np.float32))
+    total = files * per_file * steps
+    walls, outputs = {}, {}
+    for label, extra in (("one process", []), ("2 workers", ["--workers", "2"])):
+        out = work / f"S6_{len(extra)}.csv"
+        walls[label], peak = measured_run([*cli_command(), "stats", str(model_path), str(data), "-o", str(out), *extra])
+        outputs[label] = np.genfromtxt(out, delimiter=",", skip_header=1, usecols=range(3, 10))
+        log(f"  {label}: {walls[label]:.1f} s = {total / walls[label] / 1e6:.2f} M steps/s, peak RSS {peak:.0f} MB")
+    shutil.rmtree(data)
+    difference = np.nanmax(np.abs(outputs["one process"] - outputs["2 workers"]) / np.maximum(np.abs(outputs["one process"]), 1e-30))
+    ratio = walls["one process"] / walls["2 workers"]
+    figures = (f"one process {walls['one process']:.1f} s ({total / walls['one process'] / 1e6:.2f} M steps/s); "
+               f"2 workers {walls['2 workers']:.1f} s ({total / walls['2 workers'] / 1e6:.2f} M steps/s) → **{ratio:.2f}×**; "
+               f"largest relative difference of the printed figures {difference:.1e}")
+    verdict = "pass" if ratio >= 1.5 and difference < 1e-6 else "short"
+    return [Row("S6", f"stats, LSTM(32), {total:,} steps in {files} files", figures, TARGETS["S6"], verdict)]
+
+
 # ------------------------------------------------------------------ report
 
 
@@ -327,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", default=os.environ.get("LSTM_INSPECT_BENCH_QUICK") == "1",
                         help="one run per figure and no 2,000,000-step S4 (env LSTM_INSPECT_BENCH_QUICK=1)")
-    parser.add_argument("--only", default="S1,S2,S3,S4,S5", help="comma-separated scenarios (default: all)")
+    parser.add_argument("--only", default="S1,S2,S3,S4,S5,S6", help="comma-separated scenarios (default: all)")
     parser.add_argument("--output", default=str(ROOT / "bench" / "results.md"),
                         help="Markdown report ('-' for none; default bench/results.md)")
     args = parser.parse_args(argv)
@@ -350,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
             rows += bench_cli(lengths, lambda steps: 1 if quick or steps >= 2_000_000 else (5 if steps <= 20_000 else 3), work)
         if "S5" in only:
             rows += bench_startup(3 if quick else 7)
+        if "S6" in only:
+            rows += bench_dask(2_000_000 if quick else 20_000_000, work)
     about = machine()
     print()
     print(f"lstm-inspect benchmark, {started}; {about}")

@@ -275,7 +275,7 @@ def trace(model_path, config_path, input_paths, layer_names, units, gates, pre_a
     from .tracing import trace_blocks
 
     model = _load(model_path, config_path)
-    on_dataset = _dataset_setup(model, input_paths, input_kw, output, pre_activation)
+    on_dataset = _dataset_setup(input_paths, input_kw, output, pre_activation)
     if on_dataset is None:
         options, inputs, states = _replay_setup(model, input_paths, input_kw, pre_activation)
     else:
@@ -337,7 +337,7 @@ def predict(model_path, config_path, input_paths, fmt, output, **input_kw) -> No
     from .tracing import predict_batches
 
     model = _load(model_path, config_path)
-    on_dataset = _dataset_setup(model, input_paths, input_kw, output)
+    on_dataset = _dataset_setup(input_paths, input_kw, output)
     if on_dataset is not None:
         _predict_dataset(model, *on_dataset, fmt, output, input_kw,
                          [model_path, config_path, *input_paths, input_kw["initial_state"]])
@@ -430,12 +430,12 @@ def stats(model_path, config_path, input_paths, layer_names, gates, sort, top, f
 
     INPUT may be a dataset (a folder, glob or URL of CSV, Parquet or .npy
     files), read one partition (file) at a time; --workers N or --scheduler
-    ADDRESS summarises the partitions on Dask and merges their sums exactly.
+    ADDRESS summarises the partitions on Dask and merges their running sums.
     """
     from .stats import STATS_COLUMNS, compute_stats, stats_blocks
 
     model = _load(model_path, config_path)
-    on_dataset = _dataset_setup(model, input_paths, input_kw, None)
+    on_dataset = _dataset_setup(input_paths, input_kw, None)
     if on_dataset is None:
         options, inputs, states = _replay_setup(model, input_paths, input_kw, False)
         results = compute_stats(model, inputs, layers=list(layer_names) or None, gates=gates, options=options,
@@ -603,12 +603,12 @@ def _csv_options(kw: dict):
     )
 
 
-def _dataset_setup(model, input_paths: Sequence[str], kw: dict, output: str | None, pre_activation: bool = False):
+def _dataset_setup(input_paths: Sequence[str], kw: dict, output: str | None, pre_activation: bool = False):
     """For a dataset INPUT (a folder, glob or URL), --workers/--scheduler or -o DIR/: the
     dataset and how to replay it; None for ordinary inputs (read whole, as before)."""
     from .datasets import ReadSettings, is_dataset, open_dataset
     from .inputs import read_initial_state
-    from .partitions import Replay, is_folder_output
+    from .partitions import Replay, check_initial_states, is_folder_output
 
     distributed = kw["workers"] or kw["scheduler"]
     if not (distributed or is_folder_output(output) or any(is_dataset(path) for path in input_paths)):
@@ -620,6 +620,7 @@ def _dataset_setup(model, input_paths: Sequence[str], kw: dict, output: str | No
     options = _replay_options(kw, pre_activation)
     settings = ReadSettings(_csv_options(kw), options.dtype, kw["sequence_length"])
     states = read_initial_state(kw["initial_state"]) if kw["initial_state"] else None
+    check_initial_states(states)
     replay = Replay(options, kw["stateful"], states, kw["start"])
     return open_dataset(input_paths[0], settings), replay
 

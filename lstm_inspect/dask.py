@@ -106,7 +106,8 @@ def gate_stats(
 ):
     """``lstm_inspect.gate_stats`` over ``data`` on Dask: a pandas DataFrame with the ``stats`` columns.
 
-    ``data``: a dataset (path, glob, URL or :class:`Dataset`), a dask DataFrame or a dask Bag.
+    ``data``: a dataset (path, glob, URL or :class:`Dataset`), a dask DataFrame or a dask Bag;
+    ``sequence_column`` and ``columns`` apply to a path or DataFrame (a :class:`Dataset` has its own settings).
     Computes with the active ``dask.distributed`` client if there is one, else with Dask's
     default scheduler.  ``split_every``: partitions merged per step of the reduction tree.
     """

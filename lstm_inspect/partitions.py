@@ -173,6 +173,7 @@ def is_folder_output(output: str | None) -> bool:
 
 
 def part_name(index: int) -> str:
+    """The file name of partition ``index``'s part (sorts in partition order)."""
     return f"part-{index:05d}.parquet"
 
 

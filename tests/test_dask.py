@@ -158,8 +158,9 @@ def test_stats_equal_single_process(client, tmp_path, case):
         assert not np.allclose(fresh[("lstm", "cell")].mean(axis=0), values[("lstm", "cell")].mean(axis=0))
 
 
-def test_stats_on_dask_dataframe_and_bag(client):
-    """A dask DataFrame (rows are steps, grouped by id) and a Bag of (id, array) give the ordinary answer."""
+def test_stats_on_dask_dataframe_and_bag(client, capsys):
+    """A dask DataFrame (rows are steps, grouped by id) and a Bag of (id, array) give the ordinary answer;
+    the client's progress bar goes to stderr."""
     import dask.bag as db
     import dask.dataframe as dd
     import pandas as pd
@@ -174,7 +175,10 @@ def test_stats_on_dask_dataframe_and_bag(client):
     plan, values = _expected_stats(model, parts, ReplayOptions())
     from_frame = lid.gate_stats(model, ddf, sequence_column="id", sort="saturation")
     bag = db.from_sequence([(i, v) for part in parts for i, v in part], npartitions=3)
-    from_bag = lid.gate_stats(model, bag, sort="saturation")
+    capsys.readouterr()
+    from_bag = lid.gate_stats(model, bag, sort="saturation", progress=True)
+    shown = capsys.readouterr()
+    assert shown.out == "" and "100% Completed" in shown.err
     single = li.gate_stats(model, [InputSequence(i, v) for part in parts for i, v in part], sort="saturation")
     for frame in (from_frame, from_bag):
         assert list(frame.columns) == list(single.columns)

@@ -25,17 +25,17 @@ import pytest
 pytest.importorskip("dask", reason="needs the dask extra: pip install 'lstm-inspect[dask]'")
 distributed = pytest.importorskip("distributed", reason="needs the dask extra: pip install 'lstm-inspect[dask]'")
 pq = pytest.importorskip("pyarrow.parquet", reason="needs pyarrow")
-import pyarrow as pa  # noqa: E402
+import pyarrow as pa
+from reference import invoke
 
-import lstm_inspect as li  # noqa: E402
-import lstm_inspect.dask as lid  # noqa: E402
-from lstm_inspect import datasets, inputs, stats  # noqa: E402
-from lstm_inspect.engine import ReplayOptions  # noqa: E402
-from lstm_inspect.inputs import InputSequence  # noqa: E402
-from lstm_inspect.stats import plan_stats  # noqa: E402
-from lstm_inspect.partitions import Replay  # noqa: E402
-from lstm_inspect.tracing import predict_batches, trace_blocks  # noqa: E402
-from reference import invoke  # noqa: E402
+import lstm_inspect as li
+import lstm_inspect.dask as lid
+from lstm_inspect import datasets, inputs, stats
+from lstm_inspect.engine import ReplayOptions
+from lstm_inspect.inputs import InputSequence
+from lstm_inspect.partitions import Replay
+from lstm_inspect.stats import plan_stats
+from lstm_inspect.tracing import predict_batches, trace_blocks
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_models"
@@ -130,11 +130,11 @@ def _check_stats(results, plan, values):
 
 CASES = {
     # id: (model file, partitions of data, stateful, sequence_length)
-    "lstm-stacked": ("stacked_lstm.keras", dict(parts=3, per_part=7, steps=(5, 40), features=3), False, None),
-    "gru-simplernn": ("gru_rnn.keras", dict(parts=3, per_part=6, steps=(3, 30), features=2), False, None),
-    "bidirectional": ("bidirectional_lstm.keras", dict(parts=4, per_part=5, steps=(4, 25), features=2), False, None),
-    "masking": ("embedding_lstm.keras", dict(parts=3, per_part=8, steps=(6, 30), features=1, tokens=50), False, None),
-    "stateful-chains": ("stateful_lstm.keras", dict(parts=3, per_part=1, steps=(30, 60), features=1), True, 1),
+    "lstm-stacked": ("stacked_lstm.keras", {"parts": 3, "per_part": 7, "steps": (5, 40), "features": 3}, False, None),
+    "gru-simplernn": ("gru_rnn.keras", {"parts": 3, "per_part": 6, "steps": (3, 30), "features": 2}, False, None),
+    "bidirectional": ("bidirectional_lstm.keras", {"parts": 4, "per_part": 5, "steps": (4, 25), "features": 2}, False, None),
+    "masking": ("embedding_lstm.keras", {"parts": 3, "per_part": 8, "steps": (6, 30), "features": 1, "tokens": 50}, False, None),
+    "stateful-chains": ("stateful_lstm.keras", {"parts": 3, "per_part": 1, "steps": (30, 60), "features": 1}, True, 1),
 }
 
 
@@ -172,7 +172,7 @@ def test_stats_on_dask_dataframe_and_bag(client, capsys):
     ddf = dd.from_pandas(pd.concat(frames, ignore_index=True), npartitions=1).repartition(
         divisions=[0, len(frames[0]), len(frames[0]) + len(frames[1]), sum(map(len, frames)) - 1])
     assert ddf.npartitions == 3
-    plan, values = _expected_stats(model, parts, ReplayOptions())
+    _, values = _expected_stats(model, parts, ReplayOptions())
     from_frame = lid.gate_stats(model, ddf, sequence_column="id", sort="saturation")
     bag = db.from_sequence([(i, v) for part in parts for i, v in part], npartitions=3)
     capsys.readouterr()
@@ -238,7 +238,7 @@ def test_model_travels_as_data_not_code():
         found = []
 
         class Recording(pickle.Unpickler):
-            def find_class(self, module, name):
+            def find_class(self, module, name, found=found):
                 found.append(f"{module}.{name}")
                 return super().find_class(module, name)
 
@@ -255,7 +255,7 @@ def test_model_travels_as_data_not_code():
 def _cli(*args, cwd):
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.run([sys.executable, "-m", "lstm_inspect", *args], capture_output=True, text=True, cwd=cwd, env=env,
-                          timeout=300)
+                          timeout=300, check=False)
 
 
 def test_cli_stats_workers_equals_single_process(tmp_path, monkeypatch):

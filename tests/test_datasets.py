@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from reference import invoke
 
 import lstm_inspect as li
 from lstm_inspect import datasets, partitions
@@ -19,10 +20,9 @@ from lstm_inspect.engine import ReplayOptions
 from lstm_inspect.errors import InputDataError, UsageProblem
 from lstm_inspect.inputs import CsvOptions, InputSequence
 from lstm_inspect.stats import compute_stats, plan_stats
-from reference import invoke
 
 pq = pytest.importorskip("pyarrow.parquet", reason="needs pyarrow")
-import pyarrow as pa  # noqa: E402
+import pyarrow as pa
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
 MODEL = str(SAMPLES / "single_lstm.keras")  # LSTM(4) over 3 features

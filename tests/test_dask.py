@@ -316,7 +316,7 @@ def test_cli_trace_on_a_scheduler_and_bad_requests(client, tmp_path, monkeypatch
 
 def test_killed_worker_is_retried_and_the_result_is_unchanged(client, tmp_path):
     model = li.load_model(str(SAMPLES / "stacked_lstm.keras"))
-    parts = _chains(np.random.default_rng(5), parts=4, per_part=4, steps=(1000, 1500), features=3)
+    parts = _chains(np.random.default_rng(5), parts=4, per_part=4, steps=(2000, 3000), features=3)
     folder = _write_parquet(tmp_path / "data", parts)
     options = ReplayOptions()
     plan, values = _expected_stats(model, parts, options)
@@ -334,7 +334,7 @@ def test_killed_worker_is_retried_and_the_result_is_unchanged(client, tmp_path):
                 break
         time.sleep(0.05)
     assert victim is not None and not future.done(), "no partition was being replayed"
-    time.sleep(0.2)  # inside the replay of a partition
+    time.sleep(0.1)  # inside the replay of a partition
     os.kill(pids[victim], signal.SIGKILL)
     merged = future.result(timeout=240)
     assert victim not in client.scheduler_info()["workers"]  # that worker is gone; its tasks ran elsewhere

@@ -13,6 +13,8 @@ The public API (imported lazily, so ``import lstm_inspect`` stays light)::
     export_weights(model, layout) -> ExportedWeights   # gates / pytorch / onnx arrays (`export`)
     plot_trace(model, x, path) -> Figure      # gate heatmaps (needs matplotlib)
     plot_saturation(model, x, path) -> Figure # left- vs right-saturation scatter
+    write_report(model, x, path) -> str       # the interactive HTML report (needs plotly)
+    replay_code(model) -> GeneratedCode       # a standalone NumPy script (`lstm-inspect code`)
 
 See ``lstm_inspect.api`` for the details.
 """
@@ -40,9 +42,11 @@ _API = {
     "ExportedWeights",
     "plot_trace",
     "plot_saturation",
+    "write_report",
+    "replay_code",
 }
 
-__all__ = sorted(_API) + ["__version__"]
+__all__ = sorted(_API) + ["__version__"]  # noqa: PLE0605 (one list of public names: _API)
 
 
 def __getattr__(name: str):

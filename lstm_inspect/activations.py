@@ -8,8 +8,8 @@ picked from the Keras version that saved the file, unless overridden.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -119,10 +119,54 @@ def _make(name: str, hard_sigmoid: str) -> Activation:
     raise KeyError(name)
 
 
-KNOWN = (
-    "linear tanh sigmoid hard_sigmoid relu relu6 softsign softplus elu selu exponential "
-    "swish silu gelu mish softmax log_softmax leaky_relu hard_silu hard_swish"
-).split()
+KNOWN = [
+    "linear", "tanh", "sigmoid", "hard_sigmoid", "relu", "relu6", "softsign", "softplus", "elu", "selu", "exponential",
+    "swish", "silu", "gelu", "mish", "softmax", "log_softmax", "leaky_relu", "hard_silu", "hard_swish",
+]
+
+
+# The same activations as NumPy source, for the scripts `lstm-inspect code` writes (each one is
+# checked against the function above in the tests).  ``{slope}``/``{offset}``: hard_sigmoid's.
+_SOURCE = {
+    "linear": "def linear(x):\n    return x\n",
+    "tanh": "tanh = np.tanh\n",
+    "sigmoid": (
+        "def sigmoid(x):\n"
+        "    # 1 / (1 + exp(-x)), written with tanh so that a large |x| cannot overflow exp.\n"
+        "    return 0.5 * np.tanh(0.5 * x) + 0.5\n"
+    ),
+    "hard_sigmoid": (
+        "def hard_sigmoid(x):\n"
+        "    # {origin}\n"
+        "    return np.clip({slope!r} * x + {offset!r}, 0.0, 1.0)\n"
+    ),
+    "relu": "def relu(x):\n    return np.maximum(x, 0)\n",
+    "relu6": "def relu6(x):\n    return np.clip(x, 0, 6)\n",
+    "softsign": "def softsign(x):\n    return x / (1 + np.abs(x))\n",
+    "softplus": "def softplus(x):\n    return np.logaddexp(np.zeros((), x.dtype), x)\n",
+    "elu": "def elu(x):\n    return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))\n",
+    "exponential": "exponential = np.exp\n",
+    "softmax": (
+        "def softmax(x):\n"
+        "    e = np.exp(x - np.max(x, axis=-1, keepdims=True))  # shifted: exp cannot overflow\n"
+        "    return e / np.sum(e, axis=-1, keepdims=True)\n"
+    ),
+}
+_HARD_SIGMOID_ORIGIN = {
+    "keras2": "Keras 1, Keras 2 and tf-keras: clip(0.2·x + 0.5, 0, 1) (Keras 3 changed it to x/6 + 0.5).",
+    "keras3": "Keras 3: clip(x/6 + 0.5, 0, 1) (Keras 1, Keras 2 and tf-keras use 0.2·x + 0.5).",
+}
+
+
+def activation_source(name: str | None, hard_sigmoid: str) -> str | None:
+    """NumPy source defining the activation ``name`` (a function or alias of that name), or None
+    when ``lstm-inspect code`` cannot write it.  ``hard_sigmoid``: ``"keras2"`` or ``"keras3"``."""
+    key = "linear" if name in (None, "", "None") else str(name)
+    text = _SOURCE.get(key)
+    if text is None or key != "hard_sigmoid":
+        return text
+    slope, offset = HARD_SIGMOID[hard_sigmoid]
+    return text.format(slope=slope, offset=offset, origin=_HARD_SIGMOID_ORIGIN[hard_sigmoid])
 
 
 def get_activation(name: str | None, hard_sigmoid: str, where: str) -> Activation:

@@ -15,22 +15,23 @@ or a path to a CSV / .npy / .npz file.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .engine import ReplayOptions, compile_model, value_names
-from .inputs import CsvOptions, InputSequence, read_input
-from .errors import InputDataError
-from .model import Model, load_model
-from .tracing import predict_batches, samples_for, trace_blocks
-from .weights import GateBlock, label_weights
-from .export import ExportedWeights, export_weights
 from . import _API
-from .stats import GateStats, compute_stats, stats_frame
+from .engine import ReplayOptions, compile_model, value_names
+from .errors import InputDataError
+from .export import ExportedWeights, export_weights  # noqa: F401 (re-exported: the names in _API)
+from .inputs import CsvOptions, InputSequence, read_input
+from .model import Model, load_model  # noqa: F401 (re-exported: the names in _API)
+from .stats import GateStats, compute_stats, stats_frame  # noqa: F401 (re-exported: the names in _API)
+from .tracing import plan_inputs, predict_batches, trace_blocks
+from .weights import GateBlock, label_weights  # noqa: F401 (re-exported: the names in _API)
 
-__all__ = sorted(_API)  # the public names are listed once, in __init__ (which imports this lazily)
+__all__ = sorted(_API)  # noqa: PLE0605 (the public names are listed once, in __init__, which imports this lazily)
 
 
 def as_sequences(x: Any, csv: CsvOptions | None = None, dtype=np.float32, *, token_ids: bool = False) -> list[InputSequence]:
@@ -136,7 +137,7 @@ def layer_rows(model: Model) -> list[dict[str, Any]]:
                 "stateful": source.get("stateful") if recurrent else None,
                 "use_bias": source.get("use_bias"),
                 "params": params,
-                "weight_shapes": "; ".join(shapes),
+                "weight_shapes": "; ".join(shapes) or None,  # empty cell, not "", for a layer without weights
                 "keras_version": model.keras_version,
                 "initial_state": _initial_state_source(spec, source) if recurrent else None,
             }
@@ -191,7 +192,7 @@ def trace_arrays(
     layers: Sequence[str] | None = None,
     *,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
     start: str | None = None,
 ) -> dict[str, dict[str, NDArray]]:
@@ -201,17 +202,20 @@ def trace_arrays(
     For a go_backwards layer, index ``t`` is still the input row consumed at
     that step (the arrays are flipped back from processing order).  Also
     holds ``"masked"`` (N, T) booleans.  All samples must have the same length.
+    ``stateful`` None follows the model: a stateful model with a fixed batch
+    shape is fed as Keras' ``predict`` feeds it, and N counts its chains.
     ``start`` feeds ``x`` to that layer (``--from``).
     """
     options = options or ReplayOptions()
     sequences = _model_sequences(model, x, options, start)
     selected = model.select_recurrent(layers)
     program = compile_model(model, options, upto=[layer.name for layer in selected], start=start)
-    samples = samples_for(program, sequences)
-    index = {s.id: i for i, s in enumerate(samples)}
-    n = len(samples)
+    feed = plan_inputs(model, program, sequences, stateful)
+    ids = list(range(feed.chain_count)) if feed.chains else [s.id for s in feed.samples]
+    index = {name: i for i, name in enumerate(ids)}
+    n = len(ids)
     collected: dict[str, list] = {}
-    for tb in trace_blocks(model, samples, layers=[l.name for l in selected], options=options, stateful=stateful,
+    for tb in trace_blocks(model, feed, layers=[l.name for l in selected], options=options,
                            initial_states=initial_states, program=program):
         collected.setdefault(tb.layer.name, []).append(tb)
     result: dict[str, dict[str, NDArray]] = {}
@@ -246,7 +250,7 @@ def trace(
     *,
     wide: bool = False,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
     gates: Sequence[str] | None = None,
     units: Sequence[int] | None = None,
@@ -287,7 +291,7 @@ def predict(
     x: Any,
     *,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
     start: str | None = None,
 ) -> NDArray | list[NDArray]:
@@ -296,6 +300,9 @@ def predict(
     ``x``: one input (array, path or sequences), or, for a model with several
     inputs, a list of them in the model's input order or a dict by input name.
     ``start`` feeds ``x`` to that layer instead of the model's input (``--from``).
+    ``stateful`` None follows the model: a stateful model with a fixed batch
+    shape (B, T, F) gives one row per sample of T steps, as
+    ``model.predict(x, batch_size=B)`` does.
     """
     options = options or ReplayOptions()
     sequences = _model_sequences(model, x, options, start)
@@ -319,7 +326,7 @@ def gate_stats(
     sort: str = "unit",
     top: int | None = None,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
     start: str | None = None,
 ):
@@ -352,7 +359,7 @@ def draw(
     units: Sequence[int] | None = None,
     sequence: str | None = None,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
 ):
     """A matplotlib Figure: ``heatmap`` (one sequence, values × layers) or ``saturation`` (all sequences)."""
@@ -386,7 +393,7 @@ def plot_trace(
     units: Sequence[int] | None = None,
     sequence: str | None = None,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
     dpi: float = 100,
 ):
@@ -411,7 +418,7 @@ def plot_saturation(
     *,
     layers: Sequence[str] | None = None,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
     dpi: float = 100,
 ):
@@ -434,3 +441,41 @@ def _save_to(figure, path: str, dpi: float) -> None:
     fmt = format_for(path)
     with open_output(path) as stream:
         save_figure(figure, stream, fmt, dpi)
+
+
+# ------------------------------------------------------------------ report and code
+
+
+def write_report(
+    model: Model,
+    x: Any,
+    path: str | None = None,
+    *,
+    layers: Sequence[str] | None = None,
+    vocab: Mapping[int, str] | None = None,
+    options: ReplayOptions | None = None,
+    stateful: bool = False,
+    initial_states: Mapping[str, Sequence[NDArray]] | None = None,
+    max_sequences: int = 20,
+) -> str:
+    """The interactive HTML report of ``x`` (what ``lstm-inspect report`` writes), as a string;
+    with ``path`` also written there, atomically.  ``vocab``: token id -> text for an Embedding
+    input.  Needs plotly (``pip install 'lstm-inspect[report]'``)."""
+    from .report import build_report
+    from .writers import open_output
+
+    options = options or ReplayOptions()
+    page = build_report(model, _model_sequences(model, x, options), layers=layers, vocab=vocab, options=options,
+                        stateful=stateful, initial_states=initial_states, max_sequences=max_sequences)
+    if path is not None:
+        with open_output(path) as stream:
+            stream.write(page.encode("utf-8"))
+    return page
+
+
+def replay_code(model: Model, *, weights_out: str | None = None, hard_sigmoid: str | None = None):
+    """The standalone NumPy replay script of ``model`` (what ``lstm-inspect code`` writes): a
+    ``GeneratedCode`` with ``.source`` and, for ``weights_out``, the ``.arrays`` to save there."""
+    from .codegen import generate_code
+
+    return generate_code(model, weights_out=weights_out, hard_sigmoid=hard_sigmoid)

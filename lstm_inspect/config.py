@@ -12,8 +12,9 @@ object is kept as its class name and its JSON config, and is never run.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from .errors import ModelFileError
 from .kinds import CELL_CLASSES, RECURRENT_CLASSES
@@ -49,11 +50,15 @@ class LayerSpec:
     config: Mapping[str, Any]
     keras_name: str
     inbound: tuple[Edge, ...] = ()
-    children: Mapping[str, "LayerSpec"] = field(default_factory=dict)
+    children: Mapping[str, LayerSpec] = field(default_factory=dict)
     container: tuple[str, ...] = ()  # enclosing nested models, outermost first
     shared: bool = False  # called more than once in the graph (not replayable)
     module: str | None = None  # Keras 3 configs: the defining module ("keras.layers"), or a custom one
     registered_name: str | None = None  # Keras 3 configs: set for registered (custom) classes
+    # The keyword arguments of the layer's (first) call as the config records them, raw JSON:
+    # flags such as {"use_causal_mask": true, "return_attention_scores": true}, and tensors
+    # in their saved form (a Keras 3 "__keras_tensor__" dict, a Keras 2 [layer, node, index] list).
+    call_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def custom(self) -> bool:
@@ -357,6 +362,7 @@ class _GraphBuilder:
             shared=shared,
             module=entry.get("module") if isinstance(entry.get("module"), str) else None,
             registered_name=entry.get("registered_name") if isinstance(entry.get("registered_name"), str) else None,
+            call_kwargs=_call_kwargs(entry),
         )
         if spec.is_recurrent:
             check_recurrent_config(spec, self.label)
@@ -476,8 +482,15 @@ def _edge_list(value: Any, label: str) -> list[Edge]:
     return edges
 
 
+# Keyword arguments that carry a layer's data, in the order their tensors join the inbound
+# edges after the positional ones: MultiHeadAttention's query/value/key (tf-keras records
+# `layer(query, value)` as the query plus a `value` keyword), a recurrent layer's initial_state.
+DATA_KWARGS = ("query", "value", "key", "initial_state")
+
+
 def _inbound_nodes(entry: Mapping[str, Any], label: str) -> list[list[Edge]]:
-    """Each call of a layer, as the list of tensors it consumed (inputs first)."""
+    """Each call of a layer, as the list of tensors it consumed (inputs first, then the
+    tensors of ``DATA_KWARGS``)."""
     nodes = entry.get("inbound_nodes") or []
     if not isinstance(nodes, list):
         raise ModelFileError(f"{label}: layer '{entry.get('name')}' has malformed inbound_nodes")
@@ -487,7 +500,7 @@ def _inbound_nodes(entry: Mapping[str, Any], label: str) -> list[list[Edge]]:
             edges = list(_keras3_tensors(node.get("args")))
             kwargs = node.get("kwargs") or {}
             if isinstance(kwargs, Mapping):
-                for key in ("initial_state",):
+                for key in DATA_KWARGS:
                     edges.extend(_keras3_tensors(kwargs.get(key)))
         elif isinstance(node, list):  # Keras 2: [[name, node_index, tensor_index, kwargs], ...]
             edges = []
@@ -495,11 +508,26 @@ def _inbound_nodes(entry: Mapping[str, Any], label: str) -> list[list[Edge]]:
                 if isinstance(item, list) and item and isinstance(item[0], str):
                     edges.append(Edge(item[0], int(item[2]) if len(item) > 2 and isinstance(item[2], int) else 0))
                     kwargs = item[3] if len(item) > 3 and isinstance(item[3], Mapping) else {}
-                    edges.extend(_keras2_kwarg_tensors(kwargs.get("initial_state")))
+                    for key in DATA_KWARGS:
+                        edges.extend(_keras2_kwarg_tensors(kwargs.get(key)))
         else:
             edges = []
         result.append(edges)
     return result
+
+
+def _call_kwargs(entry: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The keyword arguments of a layer's first call: a Keras 3 node's ``kwargs``, or the dict
+    a Keras 2 node attaches to its first tensor (tf-keras repeats it on every tensor)."""
+    nodes = entry.get("inbound_nodes")
+    node = nodes[0] if isinstance(nodes, list) and nodes else None
+    if isinstance(node, Mapping):
+        kwargs = node.get("kwargs")
+    elif isinstance(node, list) and node and isinstance(node[0], list) and len(node[0]) > 3:
+        kwargs = node[0][3]
+    else:
+        kwargs = None
+    return kwargs if isinstance(kwargs, Mapping) else {}
 
 
 def _keras2_kwarg_tensors(value: Any) -> Iterator[Edge]:

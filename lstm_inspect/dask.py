@@ -20,7 +20,10 @@ within its partition (as in the single-process run over a dataset, see
 The model travels to the workers as its parsed arrays and config (a
 :class:`~lstm_inspect.model.Model` pickles to plain dataclasses and NumPy
 arrays): one node of the task graph, so a replacement worker gets it again.
-Nothing read from a model file is executed, here or on a worker.
+Nothing read from a model file is executed, here or on a worker.  The
+warnings and notes a task gives (a CSV read without a header, a stateful
+model's feed, an input longer than the model's fixed length) travel back with
+its result and are reported once each, as a run in one process reports them.
 
 Inputs:
 
@@ -62,6 +65,7 @@ from .engine import ReplayOptions
 from .errors import InputDataError, UsageProblem
 from .inputs import CsvOptions, InputSequence
 from .model import Model
+from .notes import note, notes_to
 from .partitions import (
     PartsOutput,
     Replay,
@@ -125,6 +129,7 @@ def compute_stats(model: Model, data: Any, plan: StatsPlan, replay: Replay, *, s
     tree = stats_reduction(model, data, plan, replay, sequence_column=sequence_column, columns=columns,
                            split_every=split_every)
     (merged,) = _compute([tree], progress)
+    _report(model, merged["messages"])
     return finish_stats(model, plan, _running_sums(merged))
 
 
@@ -355,9 +360,11 @@ def _replay(options, stateful, initial_states, start) -> Replay:
 
 def _stats_task(model: Model, plan: StatsPlan, replay: Replay, reader, item, index: int, name: str) -> NDArray:
     """One partition: read, replay, and return its sums as the single element of an object array."""
-    sequences = reader(item, index)
-    running = partition_stats(model, sequences, plan, replay) if sequences else {}
-    part = {"ids": [(name, [s.id for s in sequences])], "sums": {key: _moments(acc) for key, acc in running.items()}}
+    with _collecting(model) as (own, messages):
+        sequences = reader(item, index)
+        running = partition_stats(own, sequences, plan, replay) if sequences else {}
+    part = {"ids": [(name, [s.id for s in sequences])], "sums": {key: _moments(acc) for key, acc in running.items()},
+            "messages": messages}
     wrapped = np.empty(1, dtype=object)
     wrapped[0] = part
     return wrapped
@@ -408,7 +415,8 @@ def _combine(parts, axis=None, keepdims=None, computing_meta=False):
             "left": stack["left"].sum(axis=0, keepdims=True),
             "right": stack["right"].sum(axis=0, keepdims=True),
         }
-    return {"ids": ids, "sums": sums}
+    messages = list(dict.fromkeys(message for part in parts for message in part["messages"]))
+    return {"ids": ids, "sums": sums, "messages": messages}
 
 
 def _aggregate(parts, axis=None, keepdims=None, computing_meta=False):
@@ -433,18 +441,19 @@ def _running_sums(merged: Mapping) -> dict[tuple[str, str], _Running]:
 # ------------------------------------------------------------------ trace and predict: one part per partition
 
 
-def _trace_rows(model, sequences, *, layout: TraceLayout, replay: Replay):
-    return trace_rows(model, sequences, layout, replay)
+def _trace_rows(model, sequences, partition, *, layout: TraceLayout, replay: Replay):
+    return trace_rows(model, sequences, layout, replay, partition)
 
 
-def _predict_rows(model, sequences, *, replay: Replay):
-    return predict_rows(model, sequences, replay)
+def _predict_rows(model, sequences, partition, *, replay: Replay):
+    return predict_rows(model, sequences, replay, partition)
 
 
 def _write_task(model: Model, rows, columns, reader, item, index: int, name: str, folder: str):
-    sequences = reader(item, index)
-    written = write_part(rows(model, sequences), columns, folder, index) if sequences else 0
-    return name, [s.id for s in sequences], written
+    with _collecting(model) as (own, messages):
+        sequences = reader(item, index)
+        written = write_part(rows(own, sequences, name), columns, folder, index) if sequences else 0
+    return name, [s.id for s in sequences], written, messages
 
 
 def _write(model, data, path, rows, columns, replay, sequence_column, columns_in, progress, protect) -> WriteSummary:
@@ -456,14 +465,37 @@ def _write(model, data, path, rows, columns, replay, sequence_column, columns_in
                  for index, (item, name) in enumerate(zip(parts.items, parts.names))]
         results = _compute(tasks, progress)
         registry = SequenceRegistry()
-        for name, ids, _ in results:
+        for name, ids, _, _ in results:
             registry.add(name, ids)
+        _report(model, [message for *_, messages in results for message in messages])
         out.commit()
     except BaseException:
         out.abort()
         raise
-    rows_written = [count for _, _, count in results]
+    rows_written = [count for _, _, count, _ in results]
     return WriteSummary(out.target, sum(1 for n in rows_written if n), sum(rows_written), len(rows_written))
+
+
+# ------------------------------------------------------------------ warnings and notes from the tasks
+
+
+@contextlib.contextmanager
+def _collecting(model: Model) -> Iterator[tuple[Model, list[tuple[str, str]]]]:
+    """A task's own view of the model, whose warnings (and the notes given meanwhile) are kept as
+    ("warning" | "note", text) for the client to report."""
+    messages: list[tuple[str, str]] = []
+    own = dataclasses.replace(model, warnings=[], on_warning=lambda text: messages.append(("warning", text)))
+    with notes_to(lambda text: messages.append(("note", text))):
+        yield own, messages
+
+
+def _report(model: Model, messages: Sequence[tuple[str, str]]) -> None:
+    """The tasks' warnings (through the model, as the replay's own) and notes, each once, in order."""
+    for kind, text in dict.fromkeys(tuple(message) for message in messages):
+        if kind == "warning":
+            model.warn(text)
+        else:
+            note(text)
 
 
 # ------------------------------------------------------------------ running the graph

@@ -305,10 +305,10 @@ def _open(path: str):
 
 def _read_parquet(path: str, csv: CsvOptions, dtype, name: str) -> list[InputSequence]:
     """A Parquet file's sequences, read a batch of rows at a time."""
-    from .writers import check_parquet
-
-    check_parquet()
-    import pyarrow as pa
+    try:
+        import pyarrow as pa
+    except ImportError:
+        raise UsageProblem(f"{name}: reading Parquet needs pyarrow: pip install 'lstm-inspect[dask]' (or pyarrow)") from None
     import pyarrow.parquet as pq
 
     label = name

@@ -41,3 +41,18 @@ class InputDataError(LstmInspectError):
 
 class UsageProblem(LstmInspectError):
     """Options that do not fit the model or each other (unknown --layer, ...)."""
+
+
+class Interrupted(BaseException):
+    """A signal (Ctrl-C, SIGTERM, SIGHUP) stopped the run.
+
+    A ``BaseException``, as ``KeyboardInterrupt`` is, so that no ``except
+    Exception`` swallows it.  ``discarded`` collects the ``-o`` files whose
+    temporary output was removed on the way out; the CLI exits with 128 +
+    ``signum``, the status a shell reports for a process the signal ended.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.discarded: list[str] = []

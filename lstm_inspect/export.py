@@ -41,8 +41,9 @@ object).  Arrays keep the dtype they were stored with.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Sequence
+from typing import Any, BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
@@ -400,7 +401,7 @@ def _onnx_activation(name: str, hard: str, layer: str) -> tuple[str, list[float]
 
 def _json_array(array: NDArray) -> bytes:
     """An array as nested JSON lists; float32 values in their shortest round-trip form."""
-    from .textfmt import RowStyle, format_rows
+    from .writers import json_numbers
 
     array = np.asarray(array)
     if array.ndim == 0:
@@ -408,8 +409,7 @@ def _json_array(array: NDArray) -> bytes:
     if array.size == 0:
         return json.dumps(array.tolist()).encode()
     if array.dtype == np.float32:
-        text = format_rows(["v"], [array.reshape(-1)], RowStyle("csv"))
-        cells = [c if c and c not in (b"inf", b"-inf") else b"null" for c in text.split(b"\n")[:-1]]
+        cells = json_numbers(array)
     else:
         cells = [json.dumps(v if isinstance(v, (int, bool)) or np.isfinite(v) else None).encode()
                  for v in array.reshape(-1).tolist()]

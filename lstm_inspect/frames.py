@@ -23,8 +23,8 @@ Published column orders (public API, keep them):
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from numpy.typing import NDArray

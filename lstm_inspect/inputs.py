@@ -1,7 +1,11 @@
 """Input sequences: CSV (file or stdin), .npy and .npz -> a list of (id, array).
 
-CSV rows are timesteps and columns are features.  A header is detected when
-the first row is not all numbers (or declared with ``header=True/False``).
+CSV rows are timesteps and columns are features.  The delimiter (comma, tab,
+semicolon, pipe or whitespace) is detected from the first whole lines, and
+the first row is a header only when one of its fields is text: a row of
+numbers is always data (``header=True/False`` and ``delimiter`` override
+both).  A detection a user may not expect (no header, another delimiter than
+a comma, a header holding numbers) is reported as a note (``notes.py``).
 ``sequence_column`` splits the rows into several sequences, in the order
 their ids first appear.  Every problem is reported as one line naming the
 line number (1-based, as an editor shows it) and the column.
@@ -11,19 +15,21 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import sys
 import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Sequence
+from typing import BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .errors import InputDataError
+from .notes import note
 
-MAX_LINE_BYTES = 64 << 20  # one CSV line; anything longer is refused, not buffered forever
-CHUNK_ROWS = 1 << 18
+MAX_LINE_BYTES = 64 << 20  # one CSV line (in characters); anything longer is refused, not buffered forever
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,7 @@ class CsvOptions:
     header: bool | None = None  # None: detect
     columns: tuple[str, ...] | None = None  # names (or 1-based numbers) of the feature columns
     sequence_column: str | None = None
-    delimiter: str | None = None  # None: ',' unless the file is obviously tab/semicolon separated
+    delimiter: str | None = None  # None: detect (',', tab, ';', '|' or whitespace); WHITESPACE for runs of blanks
 
 
 def read_input(path: str, options: CsvOptions | None = None, *, dtype=np.float32, stdin: BinaryIO | None = None) -> list[InputSequence]:
@@ -52,17 +58,17 @@ def read_input(path: str, options: CsvOptions | None = None, *, dtype=np.float32
         if os.path.isdir(path):
             raise InputDataError(f"{path}: is a directory")
         lower = path.lower()
-        if lower.endswith(".npy") or lower.endswith(".npz"):
+        if lower.endswith((".npy", ".npz")):
             return _read_numpy(path, label, dtype)
         try:
-            handle: BinaryIO = open(path, "rb")
+            handle: BinaryIO = open(path, "rb")  # noqa: SIM115 (closed in the finally below)
         except OSError as exc:
             raise InputDataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     else:
         handle = stdin if stdin is not None else sys.stdin.buffer
     try:
         head = handle.read(6)
-        if head.startswith(b"\x93NUMPY") or head.startswith(b"PK\x03\x04"):
+        if head.startswith((b"\x93NUMPY", b"PK\x03\x04")):
             data = head + handle.read()
             return _read_numpy(io.BytesIO(data), label, dtype)
         return _read_csv(_Prefixed(head, handle), label, options, dtype)
@@ -131,7 +137,7 @@ def _read_numpy(source, label: str, dtype) -> list[InputSequence]:
         if values.shape[0] == 0:
             raise InputDataError(f"{label}: sequence {index} has no timesteps")
         values = values.astype(dtype) if values.dtype.kind == "f" else values.astype(np.float64)
-        _check_finite(values.reshape(values.shape[0], -1), label, lambda row, col: f"sequence {index}, step {row}, value {col}")
+        _check_finite(values.reshape(values.shape[0], -1), label, lambda row, col, index=index: f"sequence {index}, step {row}, value {col}")
         sequences.append(InputSequence(index, values))
     return sequences
 
@@ -146,112 +152,320 @@ def _check_finite(values: NDArray, label: str, where) -> None:
 
 
 # ------------------------------------------------------------------- CSV
+#
+# The CSV is decoded as UTF-8 (a byte-order mark is dropped; CR, LF and CRLF all end
+# a line) and read in chunks of whole lines.  Each chunk goes first through NumPy's C
+# parser (``np.loadtxt``); anything it refuses, and any value that is not a finite
+# number, is read again line by line in Python, which finds the first problem and
+# names its line and column.  So the common case is fast and every error is exact.
+
+CHUNK_CHARS = 1 << 23  # characters read at once (whole lines are parsed together)
+WHITESPACE = "whitespace"  # the --delimiter value for runs of spaces and tabs
+DETECTED_DELIMITERS = (",", "\t", ";", "|")  # tried in this order, then whitespace
+DETECTION_LINES = 5  # the first non-blank lines that decide the delimiter
+
+
+def _is_number(cell: str) -> bool:
+    """A decimal number as NumPy's parser reads it (Python's float() less '1_000' and non-ASCII digits)."""
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return cell.isascii() and "_" not in cell
+
+
+def delimiter_name(delimiter: str) -> str:
+    """How notes and errors spell a delimiter: ',', ';', tab, whitespace."""
+    return {"\t": "tab", WHITESPACE: "whitespace"}.get(delimiter, repr(delimiter))
+
+
+@dataclass(frozen=True)
+class CsvLayout:
+    """What was decided about a CSV before its data rows are read."""
+
+    delimiter: str  # one character, or WHITESPACE
+    header: bool
+    names: tuple[str, ...]  # the header's fields (stripped), or () without a header
+    width: int  # fields per row
+    first_line: int  # 1-based line number of the first row (header or data)
+    detected_delimiter: bool  # decided by detection, not by --delimiter
+    detected_header: bool  # decided by detection, not by --header/--no-header
+
+    @property
+    def labels(self) -> list[str]:
+        """Column labels for messages and --columns: header names, else 1-based numbers."""
+        if not self.header:
+            return [str(k + 1) for k in range(self.width)]
+        return [name if name else str(k + 1) for k, name in enumerate(self.names)]
+
+    def note(self, label: str) -> str | None:
+        """The one-line note for decisions a user may not expect; None for a plain comma CSV with a header."""
+        odd_delimiter = self.detected_delimiter and self.delimiter != ","
+        odd_header = self.detected_header and (not self.header or any(_is_number(n) for n in self.names))
+        if not (odd_delimiter or odd_header):
+            return None
+        if self.header:
+            shown = ", ".join(_clip(n, 20) for n in self.names[:8]) + (", …" if len(self.names) > 8 else "")
+            about = f"header row ({shown})"
+        else:
+            about = f"no header row (line {self.first_line} is numbers; --header if it names the columns)"
+        return f"reading {label}: {about}, delimiter {delimiter_name(self.delimiter)}"
+
+
+def _split_fields(line: str, delimiter: str, label: str, number: int) -> list[str]:
+    """The fields of one line (quotes as in CSV: "a,b" is one field, "" inside is a quote)."""
+    if delimiter == WHITESPACE:
+        return line.split()
+    if '"' not in line:
+        return line.split(delimiter)
+    try:
+        return next(csv.reader([line], delimiter=delimiter, quotechar='"', strict=True))
+    except csv.Error as exc:
+        detail = "unterminated quote (EOF inside string)" if "end of data" in str(exc) else str(exc)
+        raise InputDataError(f"{label}: line {number}: {detail}") from None
+
+
+def _detect_delimiter(lines: list[str]) -> str:
+    """The delimiter that splits the first lines into the same number (> 1) of fields.
+
+    Tried in order: comma, tab, semicolon, pipe, whitespace.  When none is
+    consistent, the first one found in the first line (so that the error about
+    a ragged row names it); a line with none of them is one column.
+    """
+    first = lines[0]
+    for candidate in DETECTED_DELIMITERS + (WHITESPACE,):
+        counts = set()
+        for line in lines:
+            try:
+                counts.add(len(_split_fields(line, candidate, "", 0)))
+            except InputDataError:
+                counts.add(-1)
+        if len(counts) == 1 and counts.pop() > 1:
+            return candidate
+    for candidate in DETECTED_DELIMITERS:
+        if candidate in first:
+            return candidate
+    return ","
+
+
+def _line_chunks(text: io.TextIOBase, label: str) -> Iterator[tuple[int, list[str]]]:
+    """(number of the first line, lines without their line end) for consecutive chunks of the text."""
+    carry = ""
+    number = 1
+    while True:
+        block = text.read(CHUNK_CHARS)
+        if not block:
+            if carry:
+                yield number, [carry]
+            return
+        lines = (carry + block).split("\n")
+        carry = lines.pop()
+        if len(carry) > MAX_LINE_BYTES:
+            raise InputDataError(f"{label}: line {number + len(lines)} is longer than {MAX_LINE_BYTES >> 20} MB")
+        if lines:
+            yield number, lines
+            number += len(lines)
 
 
 def _read_csv(stream: io.RawIOBase, label: str, options: CsvOptions, dtype) -> list[InputSequence]:
-    import pandas as pd
-
-    buffered = io.BufferedReader(stream, buffer_size=1 << 20)
-    first_line = buffered.peek(1 << 16)[: 1 << 16]
-    if not first_line.strip(b"\xef\xbb\xbf \t\r\n"):
-        # peek returns what is buffered; an empty file or blank lines only
-        rest = buffered.read()
-        if not rest.strip(b"\xef\xbb\xbf \t\r\n"):
-            raise InputDataError(f"{label}: the input is empty")
-        buffered = io.BufferedReader(io.BytesIO(rest))
-        first_line = rest[: 1 << 16]
-    text_head = first_line.decode("utf-8", errors="replace").lstrip("\ufeff")
-    delimiter = options.delimiter or _sniff_delimiter(text_head)
-    first_row = next(csv.reader([text_head.splitlines()[0] if text_head.splitlines() else ""], delimiter=delimiter), [])
-    header = options.header
-    if header is None:
-        header = any(not _is_number(cell) for cell in first_row)
+    text = io.TextIOWrapper(io.BufferedReader(stream, buffer_size=1 << 20), encoding="utf-8-sig", newline=None)
     try:
-        # A row longer than the header must not become a silent index column (pandas'
-        # default) nor lose its extra field (index_col=False warns): it is an error.
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            reader = pd.read_csv(
-                buffered,
-                sep=delimiter,
-                header=0 if header else None,
-                index_col=False,
-                encoding="utf-8-sig",
-                dtype=str if options.sequence_column else None,
-                chunksize=CHUNK_ROWS,
-                skip_blank_lines=True,
-                engine="c",
-                na_filter=True,
-                keep_default_na=False,
-                na_values=[""],
-                low_memory=False,
-            )
-            # Each chunk of rows is converted to `dtype` as it is read, so that a long input is
-            # never held as float64 (nor twice): the parsed text of one chunk at a time.
-            parts: list[NDArray] = []
-            id_parts: list = []
-            line_offset = 2 if header else 1  # file line of the first data row
-            names: list[str] | None = None
-            rows_read = 0
-            for chunk in reader:
-                if names is None:
-                    names = [str(c) for c in chunk.columns]
-                    column_labels = names if header else [str(i + 1) for i in range(len(names))]
-                    seq_index, feature_idx = _column_roles(options, column_labels, label, header, chunk.shape[1])
-                chunk.columns = list(range(chunk.shape[1]))
-                parts.append(_numeric_block(chunk, feature_idx, column_labels, label, line_offset + rows_read, dtype))
-                if seq_index is not None:
-                    id_parts.append(chunk[seq_index])
-                rows_read += len(chunk)
-                del chunk
-    except pd.errors.EmptyDataError:
-        raise InputDataError(f"{label}: the input is empty") from None
-    except pd.errors.ParserError as exc:
-        raise InputDataError(f"{label}: {_parser_message(exc)}") from None
-    except pd.errors.ParserWarning as exc:
-        if "Length of header" not in str(exc):
-            raise InputDataError(f"{label}: cannot be parsed as CSV ({' '.join(str(exc).split())[:160]})") from None
-        raise InputDataError(f"{label}: ragged rows: a row has more fields than the header ({len(first_row)})") from None
+        return _parse_csv(_line_chunks(text, label), label, options, np.dtype(dtype))
     except UnicodeDecodeError:
         raise InputDataError(f"{label}: not UTF-8 text (is it a CSV file?)") from None
-    except (ValueError, MemoryError, OverflowError) as exc:
-        raise InputDataError(f"{label}: cannot be parsed as CSV ({str(exc).splitlines()[0][:160]})") from None
-    if rows_read == 0:
-        if header:
+    finally:
+        text.detach()
+
+
+def _parse_csv(chunks: Iterator[tuple[int, list[str]]], label: str, options: CsvOptions, dtype: np.dtype) -> list[InputSequence]:
+    # Skip leading blank lines; the first non-blank lines decide the delimiter and the header.
+    for start, lines in chunks:
+        first = next((k for k, line in enumerate(lines) if line.strip()), None)
+        if first is not None:
+            break
+    else:
+        raise InputDataError(f"{label}: the input is empty")
+    layout = _layout(lines[first:], start + first, label, options)
+    reader = _RowReader(layout, label, options, dtype)
+    skip = first + (1 if layout.header else 0)
+    reader.read(start + skip, lines[skip:])
+    for start, lines in chunks:
+        reader.read(start, lines)
+    if reader.rows == 0:
+        if layout.header:
             raise InputDataError(f"{label}: only a header row, no data rows")
         raise InputDataError(f"{label}: the input is empty")
-    values = parts[0] if len(parts) == 1 else np.concatenate(parts)
-    del parts
-    if seq_index is None:
-        return [InputSequence(0, values)]
-    ids = id_parts[0] if len(id_parts) == 1 else pd.concat(id_parts, ignore_index=True)
-    missing = ids.isna().to_numpy()
-    if missing.any():
-        row = int(np.flatnonzero(missing)[0])
-        raise InputDataError(
-            f"{label}: line {row + line_offset}, column '{column_labels[seq_index]}': empty sequence id"
-        )
-    codes, uniques = pd.factorize(ids, sort=False)
-    converted = _maybe_ints(list(uniques))
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
-    return [
-        InputSequence(converted[k], values[order[bounds[k] : bounds[k + 1]]]) for k in range(len(uniques))
-    ]
+    message = layout.note(label)
+    if message:
+        note(message)
+    return reader.sequences()
 
 
-def _column_roles(options: CsvOptions, column_labels: list[str], label: str, header: bool, count: int):
-    """(index of the sequence-id column or None, indices of the feature columns)."""
-    seq_index = None
-    if options.sequence_column:
-        seq_index = _column_index(options.sequence_column, column_labels, label, header)
-    if options.columns:
-        feature_idx = [_column_index(name, column_labels, label, header) for name in options.columns]
-    else:
-        feature_idx = [i for i in range(count) if i != seq_index]
-    if not feature_idx:
-        raise InputDataError(f"{label}: no feature columns")
-    return seq_index, feature_idx
+def _layout(lines: list[str], first_line: int, label: str, options: CsvOptions) -> CsvLayout:
+    sample = [line for line in lines[: DETECTION_LINES * 4] if line.strip()][:DETECTION_LINES]
+    delimiter = options.delimiter or _detect_delimiter(sample)
+    fields = [field.strip() for field in _split_fields(sample[0], delimiter, label, first_line)]
+    header = options.header
+    if header is None:
+        # A header names columns: one field that is text (not a number, not empty) makes one.
+        header = any(field and not _is_number(field) for field in fields)
+    return CsvLayout(
+        delimiter=delimiter,
+        header=header,
+        names=tuple(fields) if header else (),
+        width=len(fields),
+        first_line=first_line,
+        detected_delimiter=options.delimiter is None,
+        detected_header=options.header is None,
+    )
+
+
+class _RowReader:
+    """Reads the data rows of a CSV chunk by chunk into ``dtype`` arrays (and sequence ids)."""
+
+    def __init__(self, layout: CsvLayout, label: str, options: CsvOptions, dtype: np.dtype) -> None:
+        self.layout = layout
+        self.label = label
+        self.dtype = dtype
+        labels = layout.labels
+        self.labels = labels
+        self.seq_index = _column_index(options.sequence_column, labels, label) if options.sequence_column else None
+        if options.columns:
+            self.features = [_column_index(name, labels, label) for name in options.columns]
+        else:
+            self.features = [k for k in range(layout.width) if k != self.seq_index]
+        if not self.features:
+            raise InputDataError(f"{label}: no feature columns")
+        self.parts: list[NDArray] = []
+        self.id_parts: list[list[str]] = []
+        self.rows = 0
+        self.first_data_line: int | None = None
+
+    # ---------------------------------------------------------------- per chunk
+
+    def read(self, start: int, lines: list[str]) -> None:
+        if not lines:
+            return
+        if self.first_data_line is None:
+            self.first_data_line = start
+        values, ids = self._fast(lines)
+        if values is None:
+            values, ids = self._slow(start, lines)
+        self.parts.append(values)
+        if ids is not None:
+            self.id_parts.append(ids)
+        self.rows += len(values)
+
+    def _fast(self, lines: list[str]) -> tuple[NDArray | None, list[str] | None]:
+        """NumPy's C parser; (None, None) whenever the chunk needs a closer look."""
+        layout = self.layout
+        delimiter = None if layout.delimiter == WHITESPACE else layout.delimiter
+        everything = self.seq_index is None and self.features == list(range(layout.width))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "input contained no data" for a chunk of blank lines
+                if everything:
+                    array = np.loadtxt(lines, delimiter=delimiter, comments=None, quotechar='"', ndmin=2, dtype=self.dtype)
+                    if array.size and array.shape[1] != layout.width:
+                        return None, None
+                else:
+                    if delimiter is None or not self._uniform(lines, delimiter):
+                        return None, None
+                    array = np.loadtxt(lines, delimiter=delimiter, comments=None, quotechar='"', ndmin=2,
+                                       dtype=self.dtype, usecols=self.features)
+        except ValueError:
+            return None, None
+        if len(array) == 0:
+            if any(line.strip() for line in lines):
+                return None, None
+            return np.empty((0, len(self.features)), dtype=self.dtype), [] if self.seq_index is not None else None
+        values = array  # parsed straight to float32 / float64: each number rounded once, as float(text) would be
+        if not np.isfinite(values).all():
+            return None, None
+        ids = None
+        if self.seq_index is not None:
+            ids = [line.split(delimiter)[self.seq_index] for line in lines if line]
+            if len(ids) != len(values) or not all(i.strip() for i in ids):
+                return None, None
+        return values, ids
+
+    def _uniform(self, lines: list[str], delimiter: str) -> bool:
+        """Every line has the header's number of fields (checked by counting, so no quotes)."""
+        expected = self.layout.width - 1
+        for line in lines:
+            if '"' in line or (line.count(delimiter) != expected and line):
+                return False
+        return True
+
+    def _slow(self, start: int, lines: list[str]) -> tuple[NDArray, list[str] | None]:
+        """Line by line in Python: the first problem raises, naming its line and column."""
+        layout, label = self.layout, self.label
+        out = np.empty((len(lines), len(self.features)), dtype=self.dtype)
+        ids: list[str] | None = [] if self.seq_index is not None else None
+        limit = np.finfo(self.dtype).max
+        row = 0
+        for offset, line in enumerate(lines):
+            if not line.strip():
+                continue  # a blank line
+            number = start + offset
+            fields = _split_fields(line, layout.delimiter, label, number)
+            if len(fields) > layout.width:
+                if layout.header:
+                    raise InputDataError(f"{label}: ragged rows: line {number} has {len(fields)} fields, "
+                                         f"more fields than the header ({layout.width}){self._delimiter_hint()}")
+                raise InputDataError(f"{label}: ragged rows: line {number} has {len(fields)} fields, "
+                                     f"line {layout.first_line} has {layout.width}{self._delimiter_hint()}")
+            for j, index in enumerate(self.features):
+                cell = fields[index].strip() if index < len(fields) else ""
+                where = f"{label}: line {number}, column '{self.labels[index]}'"
+                if not cell:
+                    raise InputDataError(f"{where} is empty (missing value or a short row)")
+                if not _is_number(cell):
+                    raise InputDataError(f"{where}: '{_clip(cell)}' is not a number{self._text_hint(cell)}")
+                value = float(cell)
+                if not math.isfinite(value):
+                    raise InputDataError(f"{where} is {value}: inputs must be finite numbers")
+                if abs(value) > limit:
+                    raise InputDataError(f"{where} is {_clip(cell)}: beyond the range of {self.dtype} "
+                                         "(--dtype float64 reads it): inputs must be finite numbers")
+                out[row, j] = value
+            if ids is not None:
+                key = fields[self.seq_index] if self.seq_index < len(fields) else ""
+                if not key.strip():
+                    raise InputDataError(f"{label}: line {number}, column '{self.labels[self.seq_index]}': empty sequence id")
+                ids.append(key)
+            row += 1
+        return out[:row], ids
+
+    def _delimiter_hint(self) -> str:
+        return " (a different delimiter? --delimiter sets it)" if self.layout.detected_delimiter else ""
+
+    def _text_hint(self, cell: str) -> str:
+        """What to do about a cell that is not a number: another delimiter, or a text column."""
+        others = [d for d in DETECTED_DELIMITERS if d in cell and d != self.layout.delimiter]
+        if others or (self.layout.delimiter != WHITESPACE and len(cell.split()) > 1):
+            found = others[0] if others else WHITESPACE
+            spelled = {"\t": "tab", WHITESPACE: "whitespace"}.get(found, f"'{found}'")
+            return f" (fields separated by {delimiter_name(found)}? --delimiter {spelled})"
+        return " (a text column? --columns picks the features, --sequence-column the ids)"
+
+    # ---------------------------------------------------------------- the result
+
+    def sequences(self) -> list[InputSequence]:
+        values = self.parts[0] if len(self.parts) == 1 else np.concatenate(self.parts)
+        self.parts = []
+        if self.seq_index is None:
+            return [InputSequence(0, values)]
+        ids = np.array([key for part in self.id_parts for key in part], dtype=object)
+        uniques, first_seen, codes = np.unique(ids.astype(str), return_index=True, return_inverse=True)
+        order_of_appearance = np.argsort(first_seen, kind="stable")
+        rank = np.empty_like(order_of_appearance)
+        rank[order_of_appearance] = np.arange(len(uniques))
+        codes = rank[codes.reshape(-1)]
+        names = _maybe_ints([str(ids[first_seen[k]]) for k in order_of_appearance])
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+        return [InputSequence(names[k], values[order[bounds[k] : bounds[k + 1]]]) for k in range(len(uniques))]
 
 
 def _maybe_ints(values: list) -> list:
@@ -264,85 +478,18 @@ def _maybe_ints(values: list) -> list:
     return values
 
 
-def _numeric_block(frame, indices: list[int], labels: list[str], label: str, line_offset: int, dtype) -> NDArray:
-    import pandas as pd
-
-    out = np.empty((len(frame), len(indices)), dtype=dtype)
-    for j, index in enumerate(indices):
-        column = frame[index]
-        name = labels[index] if index < len(labels) else str(index + 1)
-        if column.dtype.kind in "fiub":
-            numeric = column.to_numpy(dtype=np.float64, na_value=np.nan)
-        else:
-            numeric = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-            bad = np.isnan(numeric) & ~column.isna().to_numpy()
-            if bad.any():
-                row = int(np.flatnonzero(bad)[0])
-                cell = str(column.iloc[row])
-                if cell.strip().lower() not in ("nan", "+nan", "-nan"):
-                    raise InputDataError(
-                        f"{label}: line {row + line_offset}, column '{name}': '{_clip(cell)}' is not a number"
-                    )
-        bad = ~np.isfinite(numeric)
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raw = column.iloc[row]
-            what = "is empty (missing value or a short row)" if _is_missing(raw) else f"is {_clip(str(raw))}: inputs must be finite numbers"
-            raise InputDataError(f"{label}: line {row + line_offset}, column '{name}' {what}")
-        out[:, j] = numeric
-    return out
-
-
-def _is_missing(value) -> bool:
-    try:
-        import pandas as pd
-
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
 def _clip(text: str, limit: int = 40) -> str:
     text = text.replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _column_index(name: str, labels: list[str], label: str, header: bool) -> int:
+def _column_index(name: str, labels: list[str], label: str) -> int:
     if name in labels:
         return labels.index(name)
     if name.isdigit() and 1 <= int(name) <= len(labels):
         return int(name) - 1
     known = ", ".join(labels[:20]) + (" …" if len(labels) > 20 else "")
     raise InputDataError(f"{label}: no column '{name}' (columns: {known})")
-
-
-def _parser_message(exc: Exception) -> str:
-    text = " ".join(str(exc).split())
-    # pandas: "Error tokenizing data. C error: Expected 3 fields in line 5, saw 4"
-    if "Expected" in text and "fields in line" in text:
-        detail = text.split("C error:", 1)[-1].strip()
-        return f"ragged rows: {detail}"
-    if "Buffer overflow" in text or "out of memory" in text:
-        return "a line is too long to parse"
-    return text[:200]
-
-
-def _sniff_delimiter(head: str) -> str:
-    line = head.splitlines()[0] if head.splitlines() else ""
-    if "," in line:
-        return ","
-    for candidate in ("\t", ";", "|"):
-        if candidate in line:
-            return candidate
-    return ","
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
 
 
 def stack_sequences(sequences: Sequence[InputSequence]) -> NDArray:

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from .config import (
     Edge,
@@ -299,9 +300,10 @@ class _Binder:
         if spec.class_name == "TimeDistributed" and "layer" in spec.children:
             self._assign_named(spec.children["layer"], arrays)
             return
-        self.weights[spec.name] = {
-            _keras1_key(key, spec): array for key, array in zip(_unique_keys([a.name for a in arrays]), arrays)
-        }
+        keys = _unique_keys([a.name for a in arrays])
+        if (self.file.keras_major or 1) < 2:  # only Keras 1 prefixed weight names with the layer's
+            keys = [_keras1_key(key, spec) for key in keys]  # (Attention 'concat': 'concat_score_weight')
+        self.weights[spec.name] = dict(zip(keys, arrays))
 
     # -- Keras 3 trees ---------------------------------------------------------------
 
@@ -510,8 +512,7 @@ def _keras1_arrays(name: str, arrays: list[StoredArray]) -> dict[str, StoredArra
         key = canonical_name(array.name)
         base = name.rsplit("/", 1)[-1]
         for prefix in (f"{base}_",):
-            if key.startswith(prefix):
-                key = key[len(prefix):]
+            key = key.removeprefix(prefix)
         named[key] = array
     return named
 

@@ -21,14 +21,15 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # concurrent.futures costs ~12 ms to import: only when a batch is split
     from concurrent.futures import Future, ThreadPoolExecutor
 
 MIN_VALUES_PER_STEP = 32768  # sequences x gate columns per step, per thread
 _lock = threading.Lock()
-_executor: "ThreadPoolExecutor | None" = None
+_executor: ThreadPoolExecutor | None = None
 _executor_workers = 0
 _controller = None
 
@@ -70,7 +71,7 @@ def run_split(tasks: Sequence[Callable[[], object]]) -> list[object]:
     if len(tasks) == 1:
         return [tasks[0]()]
     pool = _pool(len(tasks) - 1)
-    futures: "list[Future]" = [pool.submit(task) for task in tasks[1:]]
+    futures: list[Future] = [pool.submit(task) for task in tasks[1:]]
     try:
         first = tasks[0]()
     finally:
@@ -83,7 +84,7 @@ def run_split(tasks: Sequence[Callable[[], object]]) -> list[object]:
     return results
 
 
-def _wait(future: "Future") -> tuple[object, BaseException | None]:
+def _wait(future: Future) -> tuple[object, BaseException | None]:
     try:
         return future.result(), None
     except BaseException as error:  # re-raised by run_split once every task is done
@@ -101,7 +102,7 @@ def single_threaded_blas() -> Iterator[None]:
         yield
 
 
-def _pool(workers: int) -> "ThreadPoolExecutor":
+def _pool(workers: int) -> ThreadPoolExecutor:
     from concurrent.futures import ThreadPoolExecutor
 
     global _executor, _executor_workers

@@ -1,7 +1,11 @@
 """The work done on one partition of a dataset, and the single-process run over all of them.
 
 A partition's sequences are replayed on their own: a stateful chain never
-crosses partitions.  The same functions run in this process (one partition
+crosses partitions.  A stateful model with a fixed batch shape (B, T, F) is
+fed as Keras' ``predict`` would be fed each partition (``feeding.plan_feed``):
+its chains (``trace``) and samples (``predict``), numbered from 0 in every
+partition, are named ``<partition>:<number>`` so that no two partitions give
+the same sequence.  The same functions run in this process (one partition
 after the other, here) and on Dask workers (``lstm_inspect.dask``), so both
 give the same rows and the same running sums:
 
@@ -31,6 +35,7 @@ from numpy.typing import NDArray
 from .datasets import Dataset, SequenceRegistry
 from .engine import ReplayOptions, compile_model
 from .errors import UsageProblem
+from .feeding import stateful_batch_shape
 from .frames import (
     Block,
     TraceColumns,
@@ -55,9 +60,24 @@ class Replay:
     """How every partition is replayed (picklable: it travels to the workers)."""
 
     options: ReplayOptions
-    stateful: bool = False  # carry the state from one sequence to the next within a partition
+    # carry the state from one sequence to the next within a partition; None: as the model says
+    # (a stateful model with a batch shape is fed as Keras' predict, see ``keras_fed``)
+    stateful: bool | None = False
     initial_states: Mapping[str, Sequence[NDArray]] | None = None  # one row per layer, for every partition
     start: str | None = None  # --from LAYER
+
+
+def keras_fed(model: Model, replay: Replay) -> bool:
+    """Whether each partition is fed as Keras' ``predict`` feeds a stateful model with a batch shape:
+    samples of T steps in B chains, numbered from 0 (``feeding.plan_feed``)."""
+    return replay.stateful is None and stateful_batch_shape(model) is not None
+
+
+def _named(partition: str | None, ids: list) -> list:
+    """Chain or sample numbers of a Keras-fed partition as ``<partition>:<number>``; other ids as they are."""
+    if partition is None:
+        return ids
+    return [f"{partition}:{i}" if isinstance(i, (int, np.integer)) else i for i in ids]
 
 
 def check_initial_states(states: Mapping[str, Sequence[NDArray]] | None) -> None:
@@ -125,17 +145,23 @@ def plan_trace(model: Model, replay: Replay, layers: Sequence[str] | None = None
 
 
 def partition_trace(model: Model, sequences: Sequence[InputSequence], layout: TraceLayout,
-                    replay: Replay) -> Iterator[TraceBlock]:
-    """One partition's traced steps (ConvLSTM positions taken away as the layout says)."""
+                    replay: Replay, partition: str | None = None) -> Iterator[TraceBlock]:
+    """One partition's traced steps (ConvLSTM positions taken away as the layout says).
+
+    ``partition`` names the chains of a Keras-fed partition (see ``keras_fed``)."""
     program = compile_model(model, replay.options, upto=list(layout.layers), start=replay.start)
     blocks = trace_blocks(model, list(sequences), layers=list(layout.layers), options=replay.options,
                           stateful=replay.stateful, initial_states=replay.initial_states, program=program)
+    if partition is not None and keras_fed(model, replay):
+        blocks = (TraceBlock(_named(partition, block.sequences), block.block) for block in blocks)
     return focus_positions(blocks, layout.position, layout.reduce)
 
 
-def trace_rows(model: Model, sequences: Sequence[InputSequence], layout: TraceLayout, replay: Replay) -> Iterator[Block]:
+def trace_rows(model: Model, sequences: Sequence[InputSequence], layout: TraceLayout, replay: Replay,
+               partition: str | None = None) -> Iterator[Block]:
     """One partition's trace in the published columns (long or wide)."""
-    return layout_rows(model, partition_trace(model, sequences, layout, replay), layout, replay.options.dtype)
+    return layout_rows(model, partition_trace(model, sequences, layout, replay, partition), layout,
+                       replay.options.dtype)
 
 
 def layout_rows(model: Model, blocks: Iterable[TraceBlock], layout: TraceLayout, dtype) -> Iterator[Block]:
@@ -146,20 +172,24 @@ def layout_rows(model: Model, blocks: Iterable[TraceBlock], layout: TraceLayout,
     return long_blocks(blocks, layout.spec, dtype)
 
 
-def predict_rows(model: Model, sequences: Sequence[InputSequence], replay: Replay) -> Iterator[Block]:
-    """One partition's model outputs: ``sequence,[output,][t,]y_0..y_k`` rows."""
+def predict_rows(model: Model, sequences: Sequence[InputSequence], replay: Replay,
+                 partition: str | None = None) -> Iterator[Block]:
+    """One partition's model outputs: ``sequence,[output,][t,]y_0..y_k`` rows.
+
+    ``partition`` names the samples of a Keras-fed partition (see ``keras_fed``)."""
     names = [edge.layer for edge in model.graph.outputs]
+    rename = partition is not None and keras_fed(model, replay)
     for ids, outputs in predict_batches(model, list(sequences), options=replay.options, stateful=replay.stateful,
                                         initial_states=replay.initial_states, start=replay.start):
-        yield predict_block(ids, outputs, names)
+        yield predict_block(_named(partition, ids) if rename else ids, outputs, names)
 
 
 def serial_rows(parts: Iterable[tuple[str, list[InputSequence]]], rows) -> Iterator[Block]:
-    """``rows(sequences)`` of every partition in turn, checking that no sequence id repeats."""
+    """``rows(sequences, partition name)`` of every partition in turn, checking that no sequence id repeats."""
     registry = SequenceRegistry()
     for name, sequences in parts:
         registry.add(name, [s.id for s in sequences])
-        yield from rows(sequences)
+        yield from rows(sequences, name)
 
 
 # ------------------------------------------------------------------- partitioned Parquet output
@@ -301,7 +331,7 @@ def serial_write(parts: Iterable[tuple[str, list[InputSequence]]], rows, columns
     try:
         for index, (name, sequences) in enumerate(parts):
             registry.add(name, [s.id for s in sequences])
-            n = write_part(rows(sequences), columns, out.staging, index)
+            n = write_part(rows(sequences, name), columns, out.staging, index)
             total += n
             written += n > 0
             count += 1
@@ -317,12 +347,12 @@ def serial_write(parts: Iterable[tuple[str, list[InputSequence]]], rows, columns
 
 def serial_trace(model: Model, dataset: Dataset, layout: TraceLayout, replay: Replay) -> Iterator[TraceBlock]:
     """The traced steps of every partition in turn, in this process (for text output)."""
-    return serial_rows(dataset.sequences(), lambda sequences: partition_trace(model, sequences, layout, replay))
+    return serial_rows(dataset.sequences(), lambda sequences, name: partition_trace(model, sequences, layout, replay, name))
 
 
 def serial_predict(model: Model, dataset: Dataset, replay: Replay) -> Iterator[Block]:
     """The ``predict`` rows of every partition in turn, in this process."""
-    return serial_rows(dataset.sequences(), lambda sequences: predict_rows(model, sequences, replay))
+    return serial_rows(dataset.sequences(), lambda sequences, name: predict_rows(model, sequences, replay, name))
 
 
 def run_stats(model: Model, dataset: Dataset, plan: StatsPlan, replay: Replay, *, scheduler: str | None = None,
@@ -345,7 +375,7 @@ def run_trace(model: Model, dataset: Dataset, layout: TraceLayout, replay: Repla
 
         with on_dask.connect(scheduler, workers):
             return on_dask.write_trace(model, dataset, output, layout, replay, progress=progress, protect=protect)
-    return serial_write(dataset.sequences(), lambda sequences: trace_rows(model, sequences, layout, replay),
+    return serial_write(dataset.sequences(), lambda sequences, name: trace_rows(model, sequences, layout, replay, name),
                         layout.columns, output, protect)
 
 
@@ -359,5 +389,5 @@ def run_predict(model: Model, dataset: Dataset, replay: Replay, output: str, *, 
             return on_dask.predict(model, dataset, output, options=replay.options, stateful=replay.stateful,
                                    initial_states=replay.initial_states, start=replay.start, progress=progress,
                                    protect=protect)
-    return serial_write(dataset.sequences(), lambda sequences: predict_rows(model, sequences, replay), None, output,
+    return serial_write(dataset.sequences(), lambda sequences, name: predict_rows(model, sequences, replay, name), None, output,
                         protect)

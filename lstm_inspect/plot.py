@@ -17,23 +17,27 @@ open windows) is touched.
   panel per layer, one point per unit and gate (the gates ``i, f, o`` or
   ``z, r``) at x = fraction of steps left-saturated (< 0.1), y = fraction
   right-saturated (> 0.9).  Points near the origin are rarely saturated;
-  points on the diagonal x + y = 1 always are.
+  points on the diagonal x + y = 1 always are.  Units at exactly the same
+  place are drawn as one larger point with their number beside it.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, BinaryIO, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any, BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .engine import ReplayOptions
-from .frames import trace_columns
 from .errors import UsageProblem
+from .feeding import Feed
+from .frames import trace_columns
 from .inputs import InputSequence
 from .model import Model, RecurrentLayer
-from .stats import ACTIVATION_RANGE, LEFT_THRESHOLD, RIGHT_THRESHOLD, GateStats, value_activation
+from .stats import ACTIVATION_RANGE, LEFT_THRESHOLD, RIGHT_THRESHOLD, GateStats, saturation_points, value_activation
 from .tracing import trace_blocks
 
 PLOT_FORMATS = ("png", "svg", "pdf")
@@ -84,40 +88,45 @@ def save_figure(figure, stream: BinaryIO, fmt: str, dpi: float = 100) -> None:
 
 def collect_sequence(
     model: Model,
-    sequences: Sequence[InputSequence],
+    sequences: Sequence[InputSequence] | Feed,
     layers: Sequence[RecurrentLayer],
     *,
     sequence: str | None = None,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
 ) -> tuple[object, dict[str, tuple[NDArray, dict[str, NDArray]]]]:
     """Trace one sequence (``sequence`` is its id as text; the first when None).
 
     Returns (id, {layer: (t (T,), {value: (T, U)})}) with steps in input-row
-    order.  Only that sequence is replayed, unless ``stateful`` (its state
-    then depends on the sequences before it).
+    order.  Only that sequence is replayed, unless the feed is stateful (its
+    state then depends on the sequences before it).  A stateful model fed by
+    its batch shape offers its chains (ids 0 .. B-1) as the sequences.
     """
     from .engine import compile_model
-    from .tracing import samples_for
+    from .tracing import plan_inputs
 
     program = compile_model(model, options, upto=[layer.name for layer in layers])
-    samples = samples_for(program, sequences)
-    if not samples:
-        raise UsageProblem("the input holds no sequence")
+    feed = plan_inputs(model, program, sequences, stateful)
+    ids = list(range(feed.chain_count)) if feed.chains else [s.id for s in feed.samples]
     position = 0
     if sequence is not None:
-        matches = [k for k, s in enumerate(samples) if str(s.id) == str(sequence)]
+        matches = [k for k, name in enumerate(ids) if str(name) == str(sequence)]
         if not matches:
-            known = ", ".join(str(s.id) for s in samples[:10]) + (", ..." if len(samples) > 10 else "")
+            known = ", ".join(str(name) for name in ids[:10]) + (", ..." if len(ids) > 10 else "")
             raise UsageProblem(f"--sequence {sequence}: no such sequence in the input (have: {known})")
         position = matches[0]
-    chosen = samples[position]
-    replay = list(samples[: position + 1]) if stateful else [chosen]
+    chosen = ids[position]
+    if feed.chains:
+        replay = feed
+    elif feed.stateful:
+        replay = replace(feed, samples=feed.samples[: position + 1])
+    else:
+        replay = replace(feed, samples=[feed.samples[position]])
     parts: dict[str, tuple[list, dict[str, list]]] = {}
     for tb in trace_blocks(model, replay, layers=[layer.name for layer in layers], options=options,
-                           stateful=stateful, initial_states=initial_states, program=program):
-        if tb.sequences[0] != chosen.id or tb.block.batch != 1:
+                           initial_states=initial_states, program=program):
+        if tb.sequences[0] != chosen or tb.block.batch != 1:
             continue
         t_list, values = parts.setdefault(tb.layer.name, ([], {}))
         t_list.append(tb.block.t)
@@ -130,19 +139,19 @@ def collect_sequence(
         t = np.concatenate(t_list)
         order = np.argsort(t, kind="stable")
         result[name] = (t[order], {key: np.concatenate(chunks)[order] for key, chunks in values.items()})
-    return chosen.id, result
+    return chosen, result
 
 
 def trace_figure(
     model: Model,
-    sequences: Sequence[InputSequence],
+    sequences: Sequence[InputSequence] | Feed,
     *,
     layers: Sequence[str] | None = None,
     gates: Sequence[str] | None = None,
     units: Sequence[int] | None = None,
     sequence: str | None = None,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
 ):
     """Heatmaps (units × t) of every value of every selected layer for one sequence: a Figure."""
@@ -188,7 +197,7 @@ def trace_figure(
         in_row = [panel for panel in panels if panel[0] == row]
         if not in_row:
             continue
-        scale = _shared_scale([_scale(layer, name, matrix, options) for _, _, layer, _, _, matrix in in_row])
+        scale = _shared_scale([colour_scale(layer, name, matrix, options) for _, _, layer, _, _, matrix in in_row])
         image = None
         for _, col, _, t, keep, matrix in in_row:
             image = _heatmap(axes[row][col], matrix, t, keep, scale)
@@ -209,7 +218,9 @@ def _shared_scale(scales: list[tuple[str, float, float]]) -> tuple[str, float, f
     return "RdBu_r", -top, top
 
 
-def _scale(layer: RecurrentLayer, name: str, value: NDArray, options: ReplayOptions) -> tuple[str, float, float]:
+def colour_scale(layer: RecurrentLayer, name: str, value: NDArray, options: ReplayOptions) -> tuple[str, float, float]:
+    """(colour map, low, high) for a value: its activation's range (gates 0..1 viridis, tanh values
+    -1..1 RdBu_r), else the range of ``value`` (symmetric about 0 when it has negatives)."""
     bounds = ACTIVATION_RANGE.get(value_activation(layer, name, options) or "")
     if bounds is None and name == "hidden":
         # o·a(cell) (LSTM) and z·h + (1 - z)·c (GRU) stay within a bounded a's range.
@@ -274,15 +285,22 @@ def saturation_figure(results: Sequence[GateStats], title: str = ""):
         ax.set_xlabel(f"fraction left-saturated (< {LEFT_THRESHOLD:g})", fontsize=8)
         ax.set_ylabel(f"fraction right-saturated (> {RIGHT_THRESHOLD:g})", fontsize=8)
         ax.tick_params(labelsize=7)
-        plotted = 0
-        for gs in layer_stats:
-            if gs.gate == "c" or gs.bounds is None or gs.steps == 0:
-                continue  # the gates only, as in the paper
-            ax.scatter(gs.left, gs.right, s=22, alpha=0.75, color=GATE_COLOURS.get(gs.gate), label=gs.gate,
-                       edgecolors="white", linewidths=0.4)
-            plotted += 1
-        if plotted:
+        points = saturation_points(layer_stats)
+        # Bigger first, so a smaller group at the same place stays visible on top of it.
+        for point in sorted(points, key=lambda p: -p.count):
+            ax.scatter(point.left, point.right, s=22 * np.sqrt(point.count), alpha=0.75,
+                       color=GATE_COLOURS.get(point.gate), edgecolors="white", linewidths=0.4)
+        for gate in dict.fromkeys(point.gate for point in points):
+            ax.scatter([], [], s=22, color=GATE_COLOURS.get(gate), label=gate)  # one legend entry per gate
+        # Where points overlap, say how many units sit there (of all gates).
+        for (left, right), shared in {(p.left, p.right): p.shared for p in points}.items():
+            if shared > 1:
+                ax.annotate(f"{shared}", (left, right), xytext=(4, 3), textcoords="offset points", fontsize=7,
+                            color="#333333")
+        if points:
             ax.legend(fontsize=7, title="gate", title_fontsize=7, loc="upper right")
+            ax.text(0.99, 0.02, "numbers: units at one point", ha="right", va="bottom", fontsize=6,
+                    color="#555555", transform=ax.transAxes)
         else:
             ax.text(0.5, 0.5, "no gate with a bounded activation", ha="center", va="center", fontsize=8,
                     transform=ax.transAxes)

@@ -19,12 +19,13 @@ datasets, absurd shapes, non-numeric dtypes, oversized zip members.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
-import zipfile
+import pickle
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 
@@ -62,7 +63,7 @@ class H5Group:
     key: str
     name_attr: str | None  # the layer name Keras 3.5+ writes on ``vars``; None before
     vars: list[StoredArray] = field(default_factory=list)
-    children: dict[str, "H5Group"] = field(default_factory=dict)
+    children: dict[str, H5Group] = field(default_factory=dict)
 
 
 @dataclass
@@ -104,11 +105,12 @@ def read_model_file(path: str, *, isolate: bool = False) -> ModelFile:
 
     Raises :class:`ModelFileError` with a one-line reason for anything that is
     missing, unreadable, corrupt or refused.  With ``isolate`` (the command
-    line), the file is first read once in a forked child process: some
-    corrupt HDF5 files make the HDF5 C library crash or loop forever, which
-    no Python code can catch; a child that dies or hangs becomes a one-line
-    refusal instead.  (Forking is safe in a single-threaded program only, so
-    the Python API leaves it off by default.)
+    line), the file is read in a forked child process, which hands the result
+    back through a pipe: some corrupt HDF5 files make the HDF5 C library crash
+    or loop forever, which no Python code can catch; a child that dies or
+    hangs becomes a one-line refusal instead.  The file is parsed once, in the
+    child (h5py is not even imported here).  (Forking is safe in a
+    single-threaded program only, so the Python API leaves it off by default.)
     """
     name = os.path.basename(path)
     if not os.path.exists(path):
@@ -126,7 +128,9 @@ def read_model_file(path: str, *, isolate: bool = False) -> ModelFile:
     if not head:
         raise ModelFileError(f"{path}: the file is empty")
     if isolate:
-        _read_in_a_child(path, name)
+        read = _read_in_a_child(path, name)
+        if read is not None:
+            return read
     if head.startswith(ZIP_MAGIC):
         return _read_keras_archive(path)
     if head == H5_MAGIC:
@@ -143,34 +147,54 @@ ISOLATION_SECONDS = 60.0  # plus one second per 20 MB of file, for the child's r
 _SURVIVED: set[tuple] = set()  # files (path, inode, size, mtime) a child has read without dying
 
 
-def _read_in_a_child(path: str, label: str) -> None:
-    """Read the file in a forked child first; refuse it if the child crashes or hangs."""
+def _read_in_a_child(path: str, label: str) -> ModelFile | None:
+    """Read the file in a forked child; refuse it if the child crashes or hangs.
+
+    Returns what the child read, or None when this process should read the
+    file itself (no fork on this platform, a file already read safely, or a
+    child that failed in some other way, whose error the parent's own read
+    then reports).
+    """
     if not hasattr(os, "fork"):
-        return
+        return None
     import select
     import signal
+    import time
 
     stat = os.stat(path)
     key = (os.path.realpath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
     if key in _SURVIVED:  # a long-lived process (the test suite) reading the same file again
-        return
+        return None
 
     timeout = ISOLATION_SECONDS + os.path.getsize(path) / (20 << 20)
-    done_r, done_w = os.pipe()  # closed by the child's exit, however it ends: wakes the parent at once
+    read_end, write_end = os.pipe()  # the result; closed by the child's exit, however it ends
     pid = os.fork()
-    if pid == 0:  # the child: read, then leave without running any cleanup or flushing any buffer
-        os.close(done_r)
-        try:
-            read_model_file(path)
-        except BaseException:  # the parent's own read reports it
-            pass
+    if pid == 0:  # the child: read, send, then leave without running any cleanup or flushing any buffer
+        os.close(read_end)
+        with contextlib.suppress(BaseException):  # anything else: the parent's own read reports it
+            try:
+                result = ("read", read_model_file(path))
+            except ModelFileError as exc:
+                result = ("refused", str(exc))
+            with os.fdopen(write_end, "wb") as out:
+                out.write(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
         os._exit(0)
-    os.close(done_w)
+    os.close(write_end)
+    chunks: list[bytes] = []
     finished = False
+    deadline = time.monotonic() + timeout
     try:
-        finished = bool(select.select([done_r], [], [], timeout)[0])
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([read_end], [], [], left)[0]:
+                break
+            chunk = os.read(read_end, 1 << 20)
+            if not chunk:
+                finished = True
+                break
+            chunks.append(chunk)
     finally:  # also on Ctrl-C: never leave the child behind
-        os.close(done_r)
+        os.close(read_end)
         if not finished:
             os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
@@ -185,6 +209,29 @@ def _read_in_a_child(path: str, label: str) -> None:
             f"({signal.Signals(os.WTERMSIG(status)).name})"
         )
     _SURVIVED.add(key)
+    try:
+        kind, value = _ResultUnpickler(io.BytesIO(b"".join(chunks))).load()
+    except Exception:
+        return None
+    if kind == "refused" and isinstance(value, str):
+        raise ModelFileError(value)
+    return value if kind == "read" and isinstance(value, ModelFile) else None
+
+
+class _ResultUnpickler(pickle.Unpickler):
+    """Loads only what a child's ``ModelFile`` is made of: our dataclasses, NumPy arrays and plain data."""
+
+    _ALLOWED: ClassVar[set[tuple[str, str]]] = {
+        (__name__, "ModelFile"), (__name__, "StoredArray"), (__name__, "H5Group"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.numeric", "_frombuffer"), ("numpy.core.numeric", "_frombuffer"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not part of a model file")
 
 
 def _has_offset_h5_signature(path: str) -> bool:
@@ -241,8 +288,10 @@ def _read_h5_file(h5, path: str) -> ModelFile:
         config = None
         if "model_config" in attrs:
             config = _parse_json(_attr_text(attrs["model_config"], label, "model_config"), label, "model_config")
-        weights_root = h5["model_weights"] if "model_weights" in h5 else h5
-        _require_hard_link(h5, "model_weights", label) if "model_weights" in h5 else None
+        has_weights_group = "model_weights" in h5
+        weights_root = h5["model_weights"] if has_weights_group else h5
+        if has_weights_group:
+            _require_hard_link(h5, "model_weights", label)
         version = _attr_text(attrs.get("keras_version", weights_root.attrs.get("keras_version")), label, "keras_version")
         backend = _attr_text(attrs.get("backend", weights_root.attrs.get("backend")), label, "backend")
         if "layer_names" not in weights_root.attrs:
@@ -454,7 +503,7 @@ def _read_keras_tree(h5, label: str, prefix: str) -> H5Group:
     return _walk_group(layers, "", f"{prefix}layers", label, budget, depth=0, seen=set())
 
 
-def _read_backslash_tree(h5, label: str, prefix: str, budget: "_Budget") -> H5Group:
+def _read_backslash_tree(h5, label: str, prefix: str, budget: _Budget) -> H5Group:
     """A weights file written on Windows by tf.keras 2.13-2.15: its groups are named with
     backslashes (``layers\\lstm\\cell`` is one group at the root, holding ``vars``).  They are
     read into the tree the '/'-separated names would have made."""
@@ -520,7 +569,7 @@ def _walk_group(group, key: str, path: str, label: str, budget: _Budget, depth: 
     return node
 
 
-def _read_member(archive: zipfile.ZipFile, member: str, limit: int, label: str) -> bytes:
+def _read_member(archive, member: str, limit: int, label: str) -> bytes:
     try:
         info = archive.getinfo(member)
     except KeyError:
@@ -553,6 +602,8 @@ def _read_member(archive: zipfile.ZipFile, member: str, limit: int, label: str) 
 
 
 def _read_keras_archive(path: str) -> ModelFile:
+    import zipfile  # here: the command line's parent process never reads an archive itself
+
     label = os.path.basename(path)
     try:
         archive = zipfile.ZipFile(path)

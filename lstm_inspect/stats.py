@@ -4,8 +4,9 @@ For each recurrent layer, value and unit, :func:`compute_stats` streams over
 the trace (``tracing.trace_blocks``) and accumulates, in float64, the number
 of steps, the mean, the population standard deviation (ddof=0), the minimum
 and maximum, and the fraction of steps the value is *left-saturated* (below
-0.1) or *right-saturated* (above 0.9): the measure of Karpathy, Johnson &
-Fei-Fei, "Visualizing and Understanding Recurrent Networks" (2015), §4.2.
+0.1) or *right-saturated* (above 0.9): for the sigmoid gates, the measure of
+Karpathy, Johnson & Fei-Fei, "Visualizing and Understanding Recurrent
+Networks" (2015), §4.2, who apply it to those gates only.
 Memory stays flat whatever the input length: a block's numbers are merged
 into running sums (Chan et al.'s pairwise update for the variance) and the
 block is dropped.
@@ -20,7 +21,8 @@ Which values, and where saturation is defined:
   give < 0.1 and > 0.9), the candidate ``c`` (activation; tanh and softsign
   give < -0.8 and > 0.8, the same pre-activations at which sigmoid crosses
   0.1 and 0.9, since sigmoid(x) = (tanh(x/2) + 1) / 2) and a SimpleRNN's
-  ``hidden``.  ``cell`` and an LSTM's or GRU's ``hidden`` are not the output
+  ``hidden``.  The thresholds of ``c`` and of a SimpleRNN's ``hidden`` are
+  lstm-inspect's own extension of the paper's measure.  ``cell`` and an LSTM's or GRU's ``hidden`` are not the output
   of one activation, and an unbounded activation (relu, linear, ...) has no
   saturation: their saturation fields are empty (NaN).
 * Masked steps (a ``Masking`` layer, ``mask_zero``) are left out of every
@@ -36,17 +38,19 @@ output lists tied units by unit number.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .engine import ReplayOptions, value_names
 from .errors import UsageProblem
+from .feeding import Feed
 from .frames import Block
 from .inputs import InputSequence
 from .model import Model, RecurrentLayer
+from .selection import check_gates
 from .tracing import TraceBlock, trace_blocks
 
 LEFT_THRESHOLD = 0.1  # on the activation's range scaled to [0, 1]
@@ -218,11 +222,7 @@ def plan_stats(
 
         options = replace(options, pre_activation=False)
     selected = model.select_recurrent(layers)
-    if gates:
-        known = {name for layer in selected for name in value_names(layer, False)}
-        unknown = [g for g in gates if g not in known]
-        if unknown:
-            raise UsageProblem(f"unknown gate(s) {', '.join(unknown)} (these layers have: {', '.join(sorted(known))})")
+    gates = check_gates(selected, gates, values=True)
     return StatsPlan(
         layers=tuple(layer.name for layer in selected),
         names={layer.name: tuple(_selected_values(layer, gates)) for layer in selected},
@@ -244,25 +244,28 @@ def finish_stats(model: Model, plan: StatsPlan, running: Mapping[tuple[str, str]
 
 def compute_stats(
     model: Model,
-    sequences: Sequence[InputSequence],
+    sequences: Sequence[InputSequence] | Feed,
     *,
     layers: Sequence[str] | None = None,
     gates: Sequence[str] | None = None,
     options: ReplayOptions | None = None,
-    stateful: bool = False,
+    stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
     start: str | None = None,
+    blocks: Iterable[TraceBlock] | None = None,
 ) -> list[GateStats]:
     """Replay ``sequences`` and summarise every selected value of every selected layer.
 
     Returns one :class:`GateStats` per (layer, value), layers in model order
     and values in trace-column order.  ``gates`` keeps only those values
     (``i,f``, ``cell``, ...).  Streams over the trace: memory does not grow
-    with the input.
+    with the input.  ``blocks``: the trace of ``sequences`` already under way
+    (a caller that reads it too), summarised instead of replaying again.
     """
     plan = plan_stats(model, layers, gates, options)
-    blocks = trace_blocks(model, sequences, layers=list(plan.layers), options=plan.options,
-                          stateful=stateful, initial_states=initial_states, start=start)
+    if blocks is None:
+        blocks = trace_blocks(model, sequences, layers=list(plan.layers), options=plan.options,
+                              stateful=stateful, initial_states=initial_states, start=start)
     return finish_stats(model, plan, accumulate(blocks, plan.names, plan.thresholds))
 
 
@@ -330,6 +333,46 @@ def _finish(layer: RecurrentLayer, name: str, acc: _Running, options: ReplayOpti
         left=left,
         right=right,
     )
+
+
+@dataclass(frozen=True)
+class SaturationPoint:
+    """Units of one layer and gate that share one place on the saturation scatter."""
+
+    gate: str
+    left: float  # fraction of steps left-saturated
+    right: float  # fraction of steps right-saturated
+    units: tuple[int, ...]  # every unit of this gate at (left, right)
+    shared: int  # points of any gate of the layer at (left, right): the count a picture shows
+
+    @property
+    def count(self) -> int:
+        return len(self.units)
+
+
+def saturation_points(layer_stats: Iterable[GateStats]) -> list[SaturationPoint]:
+    """The saturation scatter of one layer, overlapping points merged.
+
+    Karpathy et al. (2015, §4.2) plot one point per unit of each sigmoid gate
+    (``i, f, o``; ``z, r`` for a GRU); the candidate ``c`` and values without
+    bounds are left out, as are gates that saw no step (a SimpleRNN's bounded
+    ``hidden`` is kept, with lstm-inspect's thresholds).  Units of a gate with
+    exactly the same fractions (15 units never saturated all sit at (0, 0))
+    become one point listing them, and ``shared`` counts every point at that
+    place, whatever its gate, so a picture can say how many it hides.
+    """
+    points: list[SaturationPoint] = []
+    for gs in layer_stats:
+        if gs.gate == "c" or gs.bounds is None or gs.steps == 0:
+            continue
+        places: dict[tuple[float, float], list[int]] = {}
+        for unit in range(gs.units):
+            places.setdefault((float(gs.left[unit]), float(gs.right[unit])), []).append(unit)
+        points += [SaturationPoint(gs.gate, left, right, tuple(units), 0) for (left, right), units in places.items()]
+    totals: dict[tuple[float, float], int] = {}
+    for point in points:
+        totals[(point.left, point.right)] = totals.get((point.left, point.right), 0) + point.count
+    return [SaturationPoint(p.gate, p.left, p.right, p.units, totals[(p.left, p.right)]) for p in points]
 
 
 def stats_blocks(results: Iterable[GateStats], sort: str = "unit", top: int | None = None, dtype=np.float32) -> Iterator[Block]:

@@ -11,19 +11,28 @@ alone, as for files Keras cannot load.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .engine import ReplayOptions, compile_model
 from .errors import UsageProblem
+from .feeding import Feed, stateful_batch_shape
 from .model import Model
-from .tracing import Sample, samples_for
+from .tracing import Inputs, Sample, plan_inputs
 
-VERIFY_COLUMNS = ["layer", "output", "shape", "max_abs_diff", "tolerance", "status"]
+VERIFY_COLUMNS = ["layer", "output", "shape", "max_abs_diff", "tolerance", "status", "keras_vs_float64", "replay_vs_float64"]
+
+# float32 drift: both float32 results (Keras' and the replay's) are within this factor of equally far from
+# a float64 replay, or below the floor of a few float32 steps at the output's scale.
+DRIFT_RATIO = 10.0
+DRIFT_FLOOR = 2.0**-20  # times max(1, largest |output|): 8 float32 ulps of 1.0
 
 
 @dataclass
@@ -32,7 +41,9 @@ class LayerCheck:
     output: int
     shape: tuple[int, ...]
     max_abs_diff: float | None  # None: not compared
-    status: str  # "ok" | "MISMATCH" | "replay only" | "not compared: ..."
+    status: str  # "ok" | "drift" | "MISMATCH" | "replay only" | "not compared: ..."
+    keras_vs_float64: float | None = None  # for a difference above the tolerance: Keras' float32 vs a float64 replay
+    replay_vs_float64: float | None = None  # and the float32 replay vs the float64 replay
 
 
 @dataclass
@@ -48,21 +59,45 @@ class VerifyResult:
         return [c for c in self.checks if c.status == "MISMATCH"]
 
     @property
+    def drifts(self) -> list[LayerCheck]:
+        return [c for c in self.checks if c.status == "drift"]
+
+    @property
     def largest(self) -> LayerCheck | None:
         compared = [c for c in self.checks if c.max_abs_diff is not None]
         return max(compared, key=lambda c: c.max_abs_diff) if compared else None
 
 
+def is_drift(keras_vs_float64: float, replay_vs_float64: float, scale: float) -> bool:
+    """Whether two float32 results differ by rounding alone, judged against a float64 replay.
+
+    Both are about equally far from it (within a factor ``DRIFT_RATIO``, and a
+    distance below ``DRIFT_FLOOR * max(1, scale)`` counts as that floor): the
+    model amplifies float32 rounding.  A real difference (another formula,
+    other weights) leaves the replay's float32 result next to its float64
+    one while Keras' is far from both.
+    """
+    floor = DRIFT_FLOOR * max(1.0, scale)
+    near, far = sorted((keras_vs_float64, replay_vs_float64))
+    return math.isfinite(far) and far <= DRIFT_RATIO * max(near, floor)
+
+
 def verify(
     model: Model,
-    sequences: Any,
+    sequences: Inputs | Feed,
     *,
     tolerance: float = 1e-5,
     options: ReplayOptions | None = None,
+    stateful: bool | None = None,
     start: str | None = None,
 ) -> VerifyResult:
     """Compare the NumPy replay of every top-level layer with Keras' own outputs.
 
+    ``sequences`` are fed as :func:`feeding.plan_feed` plans (a stateful model
+    by its batch shape, as ``model.predict(x, batch_size=B)`` does).  A layer
+    over the tolerance is replayed again in float32 and float64: when Keras'
+    float32 output and the float32 replay are both about as far from the
+    float64 one (:func:`is_drift`), its status is ``drift``, not ``MISMATCH``.
     ``sequences``: the input sequences (one model input), or one list of them
     per model input (in order, or a dict by input name).
     """
@@ -70,45 +105,31 @@ def verify(
         raise UsageProblem("verify compares the whole model with Keras, so it takes no --from")
     options = options or ReplayOptions()
     program = compile_model(model, options)  # before TensorFlow: a model we cannot replay stops here
-    samples = samples_for(program, sequences)
+    feed = plan_inputs(model, program, sequences, stateful, announce=False)
+    groups = _groups(model, feed)
     with _quiet_stderr():
         keras_mod, keras_name = _import_keras(model)
         keras_model, note = _load_with_keras(model, keras_mod, keras_name)
     comparable = _comparable_layers(model, keras_model)
-    stateful_steps = _stateful_piece_length(model) if len(program.inputs) == 1 else None
-    if stateful_steps:
-        groups = [[Sample(f"{s.id}:{k}", (s.arrays[0][i : i + stateful_steps],))]
-                  for s in samples for k, i in enumerate(range(0, s.arrays[0].shape[0], stateful_steps))]
-    else:
-        groups = _equal_shape_groups(samples)
-    diffs: dict[tuple[str, int], float] = {}
-    shapes: dict[tuple[str, int], tuple[int, ...]] = {}
     probe = None
+    notes: list[str] = []
     if keras_model is not None and comparable:
+        fitted = _fit_length(keras_mod, keras_model, program.input_spec.timesteps, feed)
+        if fitted is not keras_model:
+            notes.append(f"Keras ran the model's layers and weights with an open time axis "
+                         f"(the file fixes {program.input_spec.timesteps} steps)")
+        keras_model = fitted
         probe = _probe_model(keras_mod, keras_model, comparable)
-        if stateful_steps:
-            _reset_states(keras_model)
-    states: dict[str, list[NDArray]] = {}
-    for group in groups:
-        x = [np.stack(arrays) for arrays in zip(*(s.arrays for s in group))]
-        run = program.run(x, trace=[], keep_outputs=True, states=states if stateful_steps else None)
-        for _ in run:
-            pass
-        if stateful_steps:
-            states = run.final_states
-        with _quiet_stderr():
-            expected = _keras_outputs(probe, x, program) if probe is not None else {}
-        for name, outputs in run.layer_outputs.items():
-            for index, value in enumerate(outputs):
-                key = (name, index)
-                shapes[key] = tuple(value.shape)
-                if key in expected:
-                    theirs = expected[key]
-                    if theirs.shape != value.shape:
-                        diffs[key] = float("inf")
-                    else:
-                        diff = float(np.max(np.abs(theirs.astype(np.float64) - value.astype(np.float64)))) if value.size else 0.0
-                        diffs[key] = max(diffs.get(key, 0.0), diff)
+    shapes: dict[tuple[str, int], tuple[int, ...]] = {}
+    diffs: dict[tuple[str, int], float] = {}
+    for expected, (replayed,) in _passes(model, groups, [program], probe, keras_model):
+        for key, value in replayed.items():
+            shapes[key] = tuple(value.shape)
+            if key in expected:
+                diffs[key] = max(diffs.get(key, 0.0), _distance(expected[key], value))
+    drift: dict[tuple[str, int], tuple[float, float, float]] = {}
+    if probe is not None and any(diff > tolerance for diff in diffs.values()):
+        drift = _drift_figures(model, groups, options, probe, keras_model, {k for k, d in diffs.items() if d > tolerance})
     checks = []
     for spec in model.graph.layers:
         if spec.class_name == "InputLayer":
@@ -116,15 +137,152 @@ def verify(
         for index in range(_count_outputs(shapes, spec.name)):
             key = (spec.name, index)
             if key in diffs:
-                status = "ok" if diffs[key] <= tolerance else "MISMATCH"
-                checks.append(LayerCheck(spec.name, index, shapes[key], diffs[key], status))
+                check = LayerCheck(spec.name, index, shapes[key], diffs[key], "ok" if diffs[key] <= tolerance else "MISMATCH")
+                if key in drift:
+                    keras_far, replay_far, scale = drift[key]
+                    check.keras_vs_float64, check.replay_vs_float64 = keras_far, replay_far
+                    if math.isfinite(diffs[key]) and is_drift(keras_far, replay_far, scale):
+                        check.status = "drift"
+                checks.append(check)
             elif keras_model is None:
                 checks.append(LayerCheck(spec.name, index, shapes[key], None, "replay only"))
             else:
                 reason = "inside a nested model" if spec.container else "not an output Keras exposes"
                 checks.append(LayerCheck(spec.name, index, shapes[key], None, f"not compared: {reason}"))
     version = f"{keras_name} {getattr(keras_mod, '__version__', '?')}" if keras_model is not None else None
-    return VerifyResult(checks, tolerance, version, note)
+    feed.announce(model)  # once everything ran: an error above stays the only line on stderr
+    return VerifyResult(checks, tolerance, version, note, notes)
+
+
+def _distance(theirs: NDArray, ours: NDArray) -> float:
+    """Largest absolute difference (float64); inf when the shapes differ."""
+    if theirs.shape != ours.shape:
+        return float("inf")
+    if not ours.size:
+        return 0.0
+    return float(np.max(np.abs(np.asarray(theirs, dtype=np.float64) - np.asarray(ours, dtype=np.float64))))
+
+
+def _drift_figures(model, groups, options: ReplayOptions, probe, keras_model, keys) -> dict:
+    """For ``keys`` over the tolerance: (Keras vs float64, float32 replay vs float64, largest |float64|)."""
+    programs = [compile_model(model, replace(options, dtype=dtype)) for dtype in (np.float32, np.float64)]
+    figures: dict[tuple[str, int], list[float]] = {key: [0.0, 0.0, 0.0] for key in keys}
+    for expected, (single, double) in _passes(model, groups, programs, probe, keras_model):
+        for key in keys:
+            if key not in expected or key not in double:
+                continue
+            exact = double[key]
+            row = figures[key]
+            row[0] = max(row[0], _distance(expected[key], exact))
+            row[1] = max(row[1], _distance(single[key], exact))
+            row[2] = max(row[2], float(np.max(np.abs(exact))) if exact.size else 0.0)
+    return {key: tuple(row) for key, row in figures.items()}
+
+
+@dataclass(frozen=True)
+class _Group:
+    samples: list[Sample]
+    reset: bool  # forget Keras' running state before this call (not carried from the one before)
+    carry: bool  # the replay starts from the states the previous group ended in
+
+
+def _groups(model: Model, feed: Feed) -> list[_Group]:
+    """The calls Keras is given, in order: the feed's batches, or groups of equal-length sequences.
+
+    A model with a fixed batch size B gets at most B samples per call (padded
+    to B for Keras, see :func:`_passes`).
+    """
+    batch = model.graph.batch_size
+    if feed.chains:
+        groups = [_Group(samples, reset=k == 0, carry=k > 0) for k, samples in enumerate(feed.batches())]
+        for group in groups:
+            lengths = {s.values.shape[0] for s in group.samples}
+            if len(lengths) > 1:
+                raise UsageProblem(
+                    f"verify: the last sample has {min(lengths)} steps and shares a batch with samples of "
+                    f"{max(lengths)}; Keras runs a batch at one length: give a multiple of {max(lengths)} rows "
+                    f"(or --no-stateful)"
+                )
+        return groups
+    if feed.stateful:
+        if not stateful_batch_shape(model) and not any(layer.stateful for layer in model.recurrent_layers()):
+            raise UsageProblem("verify: Keras carries no state between calls of this model (no layer is "
+                               "stateful), so --stateful cannot be compared: drop it")
+        return [_Group([s], reset=k == 0, carry=k > 0) for k, s in enumerate(feed.samples)]
+    groups = []
+    for sequences in _equal_length_groups(feed.samples):
+        size = batch or len(sequences)
+        groups += [_Group(sequences[k : k + size], reset=True, carry=False) for k in range(0, len(sequences), size)]
+    return groups
+
+
+def _passes(model: Model, groups: list[_Group], programs, probe, keras_model):
+    """Per group: (Keras' outputs, [each program's layer outputs]), all keyed by (layer, output index)."""
+    carried = {layer.name for layer in model.recurrent_layers() if layer.stateful}
+    states: list[dict] = [{} for _ in programs]
+    batch = model.graph.batch_size
+    for group in groups:
+        x = [np.stack(arrays) for arrays in zip(*(s.arrays for s in group.samples))]  # one array per input
+        rows = len(group.samples)
+        replayed = []
+        for k, program in enumerate(programs):
+            start = {n: [a[:rows] for a in arrays] for n, arrays in states[k].items()} if group.carry else {}
+            run = program.run(x, trace=[], keep_outputs=True, states=start)
+            for _ in run:
+                pass
+            states[k] = {n: arrays for n, arrays in run.final_states.items() if n in carried}
+            replayed.append({(name, index): value for name, outputs in run.layer_outputs.items()
+                             for index, value in enumerate(outputs)})
+        expected = {}
+        if probe is not None:
+            if group.reset:
+                _reset_states(keras_model)
+            feed = x
+            if batch and rows < batch:  # a stateful model takes exactly B rows: pad, then drop the padding
+                feed = [np.concatenate([a, np.zeros((batch - rows,) + a.shape[1:], dtype=a.dtype)]) for a in x]
+            with _quiet_stderr():
+                expected = {key: value[:rows] for key, value in _keras_outputs(probe, feed, programs[0]).items()}
+        yield expected, replayed
+
+
+def _fit_length(keras_mod, keras_model, timesteps: int | None, feed: Feed):
+    """The Keras model itself, or, when the input's length differs from the steps its input layer
+    fixes, the same layers and weights rebuilt with an open time axis; a UsageProblem where Keras
+    cannot run at that length."""
+    lengths = sorted({s.values.shape[0] for s in feed.samples})
+    if not timesteps or lengths == [timesteps]:
+        return keras_model
+    config = keras_model.get_config()
+    _open_time_axis(config)
+    try:
+        with warnings.catch_warnings(), _quiet_stderr():
+            warnings.simplefilter("ignore")
+            rebuilt = type(keras_model).from_config(config)
+            rebuilt.set_weights(keras_model.get_weights())
+    except Exception as exc:  # Keras' own refusal, whatever its type
+        text = " ".join(str(exc).split())[:160]
+        raise UsageProblem(
+            f"verify: Keras cannot run this model on {lengths[-1]} steps (its input layer fixes {timesteps}: "
+            f"{text}); cut the input with --sequence-length {timesteps}"
+        ) from None
+    return rebuilt
+
+
+def _open_time_axis(config: Any) -> None:
+    """Set the time axis of every declared batch shape in a Keras config to None (in place)."""
+    stack = [config]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            for key in ("batch_shape", "batch_input_shape"):
+                shape = value.get(key)
+                if isinstance(shape, (list, tuple)) and len(shape) >= 2:
+                    value[key] = [shape[0], None, *shape[2:]]
+            if value.get("input_length") is not None:
+                value["input_length"] = None
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
 
 
 @contextlib.contextmanager
@@ -164,7 +322,7 @@ def _import_keras(model: Model):
     except ImportError:
         raise UsageProblem(
             "verify needs TensorFlow and Keras: pip install 'lstm-inspect[verify]' "
-            "(tensorflow-cpu and tf-keras)"
+            "(tensorflow and tf-keras)"
         ) from None
 
 
@@ -175,8 +333,6 @@ def _load_with_keras(model: Model, keras_mod, keras_name: str):
     if unsafe or _holds_code(model.file.config):
         return None, "the model has a Lambda layer: Keras would run its stored code, so it is not loaded"
     try:
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if keras_name == "keras":
@@ -238,6 +394,7 @@ def _probe_model(keras_mod, keras_model, names: list[str]):
 
 
 def _keras_outputs(probe, x: list[NDArray], program) -> dict[tuple[str, int], NDArray]:
+    """Keras' outputs of the probed layers for one batch (one array per model input)."""
     model, keys = probe
     feeds = []
     for spec, array in zip(program.inputs, x):
@@ -246,34 +403,32 @@ def _keras_outputs(probe, x: list[NDArray], program) -> dict[tuple[str, int], ND
         else:
             feeds.append(array.astype("float32"))
     feed = feeds[0] if len(feeds) == 1 else feeds
-    result = model.predict(feed, verbose=0, batch_size=len(feeds[0]))
+    try:
+        result = model.predict(feed, verbose=0, batch_size=len(feeds[0]))
+    except Exception as exc:  # Keras' own refusal of the input, whatever its type
+        text = " ".join(str(exc).split())[:160]
+        shapes = ", ".join(str(f.shape) for f in feeds)
+        raise UsageProblem(f"verify: Keras cannot run the model on this input of shape {shapes}: {text}") from None
     parts = list(result) if isinstance(result, (list, tuple)) else [result]
     return {key: np.asarray(part) for key, part in zip(keys, parts)}
 
 
 def _reset_states(keras_model) -> None:
+    """Forget every stateful layer's running state (tf-keras: reset_states; Keras 3 also reset_state)."""
     for layer in keras_model.layers:
-        if getattr(layer, "stateful", False) and hasattr(layer, "reset_states"):
-            layer.reset_states()
+        if getattr(layer, "stateful", False):
+            reset = getattr(layer, "reset_states", None) or getattr(layer, "reset_state", None)
+            if reset is not None:
+                reset()
 
 
-def _stateful_piece_length(model: Model) -> int | None:
-    """A stateful model with a fixed batch is fed its declared number of steps per call."""
-    if model.graph.batch_size is None:
-        return None
-    if not any(layer.stateful for layer in model.recurrent_layers()):
-        return None
-    shape = model.graph.input_shape
-    return int(shape[0]) if shape and shape[0] else None
-
-
-def _equal_shape_groups(samples: Sequence[Sample]) -> list[list[Sample]]:
+def _equal_length_groups(sequences: Sequence[Sample]) -> list[list[Sample]]:
     groups: list[list[Sample]] = []
-    for sample in samples:
-        if groups and groups[-1][0].shapes == sample.shapes:
-            groups[-1].append(sample)
+    for sequence in sequences:
+        if groups and groups[-1][0].shapes == sequence.shapes:
+            groups[-1].append(sequence)
         else:
-            groups.append([sample])
+            groups.append([sequence])
     return groups
 
 
@@ -286,12 +441,24 @@ def result_rows(result: VerifyResult) -> list[dict[str, Any]]:
             "max_abs_diff": check.max_abs_diff,
             "tolerance": result.tolerance,
             "status": check.status,
+            "keras_vs_float64": check.keras_vs_float64,
+            "replay_vs_float64": check.replay_vs_float64,
         }
         for check in result.checks
     ]
 
 
+DRIFT_MEANING = ("verify: drift means Keras' float32 result and the float32 replay are about equally far from a "
+                 "float64 replay: the model amplifies float32 rounding, and both are right to float32 precision")
+
+
 def summary(result: VerifyResult) -> str:
+    """The one-line verdict on stderr (with the notes on how Keras was run, in brackets)."""
+    text = _verdict(result)
+    return text + "".join(f" [{note}]" for note in result.notes)
+
+
+def _verdict(result: VerifyResult) -> str:
     if result.keras is None:
         return f"verify: {result.note}; reporting the NumPy replay alone"
     largest = result.largest
@@ -302,6 +469,12 @@ def summary(result: VerifyResult) -> str:
                 f"{result.tolerance:g} ({names}); largest {largest.max_abs_diff:.3g} at {largest.layer}")
     if largest is None:
         return f"verify: {result.keras} loaded the file, but no layer output could be compared"
+    if result.drifts:
+        worst = max(result.drifts, key=lambda c: c.max_abs_diff)
+        return (f"verify: {compared - len(result.drifts)} layer output(s) match {result.keras} within "
+                f"{result.tolerance:g}; {len(result.drifts)} differ by float32 drift, largest {worst.max_abs_diff:.3g} "
+                f"at {worst.layer} (Keras {worst.keras_vs_float64:.3g} and the replay {worst.replay_vs_float64:.3g} "
+                "from float64)")
     return (f"verify: {compared} layer output(s) match {result.keras} within {result.tolerance:g} "
             f"(largest difference {largest.max_abs_diff:.3g} at {largest.layer})")
 

@@ -8,8 +8,9 @@ rounded for reading.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence, TextIO
+from typing import TextIO
 
 import numpy as np
 

@@ -9,8 +9,8 @@ built by ``frames.weight_blocks``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 from numpy.typing import NDArray

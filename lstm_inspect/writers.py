@@ -8,21 +8,28 @@
   and renames it over the target only when the command succeeds, so a failed
   run never leaves a partial file nor replaces a good one.
 * Blocks are written as they arrive, so memory stays flat however many rows.
+  Text and Parquet are made by polars' writers (shortest round-trip floats,
+  formatted in polars' own threads while the next block is computed); an
+  output of fewer than ``SMALL_OUTPUT_ROWS`` rows is formatted by
+  ``smalltext`` instead, to the same bytes, without importing polars.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sys
 import tempfile
-from typing import BinaryIO, Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from .errors import UsageProblem
+from . import smalltext
+from .errors import Interrupted, UsageProblem
 from .frames import Block, coalesce
-from .textfmt import BlockFormatter, RowStyle, csv_header
 
 FORMATS = ("table", "csv", "json", "ndjson", "parquet")
 _EXTENSIONS = {".csv": "csv", ".json": "json", ".ndjson": "ndjson", ".jsonl": "ndjson", ".parquet": "parquet", ".txt": "table"}
@@ -42,10 +49,11 @@ def resolve_format(requested: str | None, output: str | None, stream=None) -> st
 
 
 def check_parquet() -> None:
+    """Parquet is written by polars, a dependency of lstm-inspect: refuse early if it is missing."""
     try:
-        import pyarrow  # noqa: F401
+        import polars  # noqa: F401
     except ImportError:
-        raise UsageProblem("--format parquet needs pyarrow: pip install 'lstm-inspect[parquet]'") from None
+        raise UsageProblem("--format parquet needs polars: pip install polars") from None
 
 
 @contextlib.contextmanager
@@ -60,9 +68,8 @@ def open_output(path: str | None, protect: Sequence[str] = ()) -> Iterator[Binar
         return
     target = os.path.abspath(path)
     for other in protect:
-        if other and other != "-" and os.path.exists(other) and os.path.exists(target):
-            if os.path.samefile(other, target):
-                raise UsageProblem(f"refusing to overwrite {path}: it is an input of this command")
+        if other and other != "-" and os.path.exists(other) and os.path.exists(target) and os.path.samefile(other, target):
+            raise UsageProblem(f"refusing to overwrite {path}: it is an input of this command")
     folder = os.path.dirname(target) or "."
     if not os.path.isdir(folder):
         raise UsageProblem(f"cannot write {path}: folder {folder} does not exist")
@@ -75,7 +82,11 @@ def open_output(path: str | None, protect: Sequence[str] = ()) -> Iterator[Binar
     ok = False
     try:
         with os.fdopen(fd, "wb") as handle:
-            yield handle
+            try:
+                yield handle
+            except (Interrupted, KeyboardInterrupt) as stopped:  # removed below; the CLI names the file
+                stopped.discarded = [*getattr(stopped, "discarded", []), path]
+                raise
         if os.path.exists(target):
             try:
                 os.chmod(temp, os.stat(target).st_mode & 0o777)
@@ -93,61 +104,50 @@ def open_output(path: str | None, protect: Sequence[str] = ()) -> Iterator[Binar
                 os.unlink(temp)
 
 
+# Below this many rows an output is formatted by ``smalltext`` rather than polars.  Measured on a 2-core
+# machine: importing polars costs 0.1-0.25 s of CPU (more than a ten-row `trace` takes in all); smalltext
+# spends 4-7 µs on a trace row of ten values (1.5 µs on a `weights` row), so at most 0.04-0.07 s here.
+SMALL_OUTPUT_ROWS = 10_000
+# Frames waiting for the writer thread: one being formatted, one ready (about 5 MB each for a trace).
+QUEUE_DEPTH = 2
+
+
 def write_blocks(blocks: Iterable[Block], columns: Sequence[str], fmt: str, stream: BinaryIO) -> int:
-    """Write blocks in ``fmt`` (csv, json, ndjson, parquet); return the number of rows."""
-    if fmt == "parquet":
-        return _write_parquet(blocks, columns, stream)
-    blocks = coalesce(blocks)
+    """Write blocks in ``fmt`` (csv, json, ndjson, parquet); return the number of rows.
+
+    Small blocks are merged first (``frames.coalesce``).  The first
+    ``SMALL_OUTPUT_ROWS`` rows are read before anything is written: a text
+    output that ends within them is formatted by ``smalltext``; any longer one,
+    and all Parquet, by polars in a second thread, so that the next block is
+    computed (by whatever ``blocks`` runs) while the last one is formatted.
+    """
+    if fmt not in ("csv", "json", "ndjson", "parquet"):
+        raise UsageProblem(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
+    merged = iter(coalesce(blocks))
+    head: list[Block] = []
     rows = 0
-    if fmt == "csv":
-        stream.write(csv_header(columns))
-        formatter = BlockFormatter(columns, RowStyle("csv"))
-        for block in blocks:
+    for block in merged:
+        if fmt == "csv":
             _check_columns(block, columns)
-            formatter.write(stream, block.data)
-            rows += block.rows
-        return rows
-    if fmt == "ndjson":
-        formatter = BlockFormatter(columns, RowStyle("ndjson"))
-        for block in blocks:
-            formatter = _for_block(formatter, block)
-            formatter.write(stream, block.data)
-            rows += block.rows
-        return rows
-    if fmt == "json":
-        # A streamed array: "[" then rows separated by ",\n", then "]".
-        stream.write(b"[")
-        formatter = BlockFormatter(columns, _JsonArrayStyle("json"))
-        first = True
-        for block in blocks:
-            formatter = _for_block(formatter, block)
-            for text in formatter.format(block.data):
-                if first:
-                    text = text[1:]  # drop the leading comma
-                    first = False
-                stream.write(text)
-            rows += block.rows
-        stream.write(b"\n]\n" if rows else b"]\n")
-        return rows
-    raise UsageProblem(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
+        head.append(block)
+        rows += block.rows
+        if rows >= SMALL_OUTPUT_ROWS:
+            break
+    else:
+        if fmt != "parquet":
+            return _write_small(head, columns, fmt, stream)
+    return _write_large(itertools.chain(head, merged), columns, fmt, stream)
 
 
-def _for_block(formatter: BlockFormatter, block: Block) -> BlockFormatter:
-    """The formatter for a block's columns (JSON keys come from them)."""
-    if list(block.columns) == formatter.columns:
-        return formatter
-    return BlockFormatter(block.columns, formatter.style)
+def json_numbers(values: np.ndarray) -> list[bytes]:
+    """Float values as JSON numbers, in the text format of every output; NaN and infinities as ``null``."""
+    flat = np.asarray(values).reshape(-1)
+    if flat.size < SMALL_OUTPUT_ROWS:
+        return [cell.encode() for cell in smalltext.column_cells(flat, flat.size, json_style=True)]
+    import polars as pl
 
-
-class _JsonArrayStyle(RowStyle):
-    def prefixes(self, columns):
-        prefixes = super().prefixes(columns)
-        prefixes[0] = b",\n" + prefixes[0]
-        return prefixes
-
-    @property
-    def end(self) -> bytes:
-        return b"}"
+    text = pl.DataFrame([pl.Series("v", flat, nan_to_null=True)]).write_csv(include_header=False)
+    return [cell if cell not in (b"", b"inf", b"-inf") else b"null" for cell in text.encode().split(b"\n")[:-1]]
 
 
 def _check_columns(block: Block, columns: Sequence[str]) -> None:
@@ -155,44 +155,231 @@ def _check_columns(block: Block, columns: Sequence[str]) -> None:
         raise AssertionError(f"block columns {block.columns} differ from the header {list(columns)}")
 
 
-def _write_parquet(blocks: Iterable[Block], columns: Sequence[str], stream: BinaryIO) -> int:
-    check_parquet()
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    writer = None
+def _write_small(blocks: list[Block], columns: Sequence[str], fmt: str, stream: BinaryIO) -> int:
     rows = 0
-    try:
+    if fmt == "csv":
+        stream.write(smalltext.csv_header(columns))
         for block in blocks:
-            arrays = []
-            for column in block.data:
-                arrays.append(_arrow_array(column, block.rows))
-            table = pa.Table.from_arrays(arrays, names=list(block.columns))
-            if writer is None:
-                writer = pq.ParquetWriter(stream, table.schema)
-            elif table.schema != writer.schema:
-                table = table.cast(writer.schema)
-            writer.write_table(table)
+            stream.write(smalltext.csv_rows(block.data, block.rows))
             rows += block.rows
-        if writer is None:
-            empty = pa.table({name: pa.array([], type=pa.string()) for name in columns})
-            writer = pq.ParquetWriter(stream, empty.schema)
-            writer.write_table(empty)
-    finally:
-        if writer is not None:
-            writer.close()
+        return rows
+    array = smalltext.JsonArray(stream) if fmt == "json" else None
+    if array is not None:
+        array.start()
+    for block in blocks:
+        text = smalltext.ndjson_rows(block.columns, block.data, block.rows)
+        if array is not None:
+            array.write(text)
+        else:
+            stream.write(text)
+        rows += block.rows
+    if array is not None:
+        array.end()
     return rows
 
 
-def _arrow_array(column, rows: int):
-    import pyarrow as pa
+# ------------------------------------------------------------------ polars
 
-    if isinstance(column, np.ma.MaskedArray):
-        return pa.array(column.filled(0), mask=np.ma.getmaskarray(column))
-    if isinstance(column, np.ndarray) and column.ndim:
-        if column.dtype == object:
-            return pa.array([None if v is None else str(v) for v in column])
-        return pa.array(column)
-    if isinstance(column, (str, bytes)):
-        return pa.array([column] * rows, type=pa.string())
-    return pa.array(np.full(rows, column))
+
+def _write_large(blocks: Iterator[Block], columns: Sequence[str], fmt: str, stream: BinaryIO) -> int:
+    """Blocks -> polars frames in this thread; frames -> ``stream`` in the writer thread."""
+    if fmt == "parquet":
+        def consume(frames: Iterator) -> None:
+            _write_parquet(frames, columns, stream)
+    else:
+        def consume(frames: Iterator) -> None:
+            _write_text(frames, fmt, stream)
+    rows = 0
+    with _WriterThread(consume) as writer:
+        for block in blocks:
+            if fmt == "csv":
+                _check_columns(block, columns)
+            writer.put(_frame(block, text=fmt != "parquet"))
+            rows += block.rows
+    return rows
+
+
+def _write_text(frames: Iterator, fmt: str, stream: BinaryIO) -> None:
+    """Format each frame with polars (in its own threads, without the GIL) straight into ``stream``;
+    JSON goes through a buffer, to join the objects into one array."""
+    import io
+
+    target = _RaisingWriter(stream)
+    array = smalltext.JsonArray(stream) if fmt == "json" else None
+    buffer = io.BytesIO()  # reused: only the first frames make it grow
+    if array is not None:
+        array.start()
+    first = True
+    for frame in frames:
+        if fmt == "csv":
+            target.call(lambda frame=frame, header=first: frame.write_csv(target, include_header=header))
+        elif array is None:
+            target.call(lambda frame=frame: frame.write_ndjson(target))
+        else:
+            buffer.seek(0)
+            frame.write_ndjson(buffer)
+            with buffer.getbuffer() as view:
+                array.write(view[: buffer.tell()])
+        first = False
+    if array is not None:
+        array.end()
+
+
+def _write_parquet(frames: Iterator, columns: Sequence[str], stream: BinaryIO) -> None:
+    """One Parquet file, a row group per frame or so, streamed by polars' engine from ``frames``."""
+    import polars as pl
+    from polars.io.plugins import register_io_source
+
+    target = _RaisingWriter(stream)
+    first = next(frames, None)
+    if first is None:
+        empty = pl.DataFrame([pl.Series(name, [], dtype=pl.String) for name in columns])
+        target.call(lambda: empty.write_parquet(target))
+        return
+    schema = first.schema
+
+    def source(with_columns, predicate, n_rows, batch_size) -> Iterator:
+        for frame in itertools.chain([first], frames):
+            yield frame if frame.schema == schema else frame.cast(dict(schema))
+
+    lazy = register_io_source(source, schema=schema)
+    target.call(lambda: lazy.sink_parquet(target))
+
+
+class _RaisingWriter:
+    """A file object for polars: the stream's own exception (BrokenPipeError, a full disk) is raised
+    as itself, not as the generic OSError polars turns it into."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.error: BaseException | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self.stream.write(data)
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def call(self, fn: Callable[[], Any]) -> None:
+        try:
+            fn()
+        except BaseException:
+            if self.error is not None:
+                raise self.error from None
+            raise
+
+
+_END = object()
+
+
+class _WriterThread:
+    """Runs ``consume(frames)`` in a second thread, fed by ``put`` with at most ``QUEUE_DEPTH`` waiting.
+
+    An error in the writer (a closed pipe, a full disk) is raised by the next
+    ``put`` and at the end; an error in the caller stops the writer after the
+    frame it is on, and is not masked.
+    """
+
+    def __init__(self, consume: Callable[[Iterator], None]) -> None:
+        import queue
+
+        self._queue: queue.Queue = queue.Queue(QUEUE_DEPTH)
+        self._full = queue.Full
+        self._error: BaseException | None = None
+        self._cancel = False
+        self._thread = threading.Thread(target=self._run, args=(consume,), name="lstm-inspect-writer", daemon=True)
+
+    def __enter__(self) -> _WriterThread:  # noqa: PYI034 (a private class, never subclassed)
+        self._thread.start()
+        return self
+
+    def put(self, frame) -> None:
+        while True:
+            if self._error is not None:
+                raise self._error
+            try:
+                self._queue.put(frame, timeout=0.05)
+                return
+            except self._full:
+                continue
+
+    def _frames(self) -> Iterator:
+        while True:
+            item = self._queue.get()
+            if item is _END or self._cancel:
+                return
+            yield item
+
+    def _run(self, consume: Callable[[Iterator], None]) -> None:
+        try:
+            consume(self._frames())
+        except BaseException as exc:
+            self._error = exc
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None:
+            self._cancel = True
+        while self._thread.is_alive():
+            try:
+                self._queue.put(_END, timeout=0.05)
+                break
+            except self._full:
+                continue
+        self._thread.join()
+        if exc_type is None and self._error is not None:
+            raise self._error
+        return False
+
+
+def _frame(block: Block, text: bool):
+    """A block as a polars DataFrame; for text, NaN becomes null (an empty CSV cell, JSON null)."""
+    import polars as pl
+
+    rows = block.rows
+    return pl.DataFrame([_series(name, column, rows, text) for name, column in zip(block.columns, block.data)])
+
+
+def _series(name: str, column, rows: int, text: bool):
+    import polars as pl
+
+    if smalltext.is_scalar(column):
+        value = column[()] if isinstance(column, np.ndarray) else column
+        series = _scalar_series(name, value, rows)
+        return series.fill_nan(None) if text and series.dtype.is_float() else series
+    array = column
+    kind = array.dtype.kind
+    if kind == "b":
+        array = array.astype(np.int8)  # NumPy bools are written as 0/1, as integers
+    elif kind == "f" and array.dtype.itemsize != 4 and array.dtype.itemsize != 8:
+        array = array.astype(np.float32 if array.dtype.itemsize < 4 else np.float64)
+    elif kind not in "iuf":
+        values = array.tolist()  # a masked value becomes None
+        kind = smalltext.object_kind(values)
+        if kind == "str":
+            values = [None if v is None else str(v) for v in values]
+        dtype = {"bool": pl.Boolean, "int": pl.Int64, "float": pl.Float64, "str": pl.String}[kind]
+        series = pl.Series(name, values, dtype=dtype, strict=False)
+        return series.fill_nan(None) if text and kind == "float" else series
+    return pl.Series(name, array, nan_to_null=text)
+
+
+def _scalar_series(name: str, value, rows: int):
+    import polars as pl
+
+    if value is None:
+        value, dtype = None, pl.String
+    elif isinstance(value, (bool, np.bool_, int, np.integer)):
+        value = int(value)
+        dtype = pl.Int64 if value < 2**63 else pl.UInt64
+    elif isinstance(value, (np.float16, np.float32)):
+        value, dtype = float(value), pl.Float32
+    elif isinstance(value, (float, np.floating)):
+        value, dtype = float(value), pl.Float64
+    else:
+        value = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        dtype = pl.String
+    return pl.repeat(value, rows, dtype=dtype, eager=True).alias(name)

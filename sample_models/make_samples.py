@@ -32,8 +32,7 @@ def _save_csv(name: str, values: np.ndarray, header: list[str]) -> None:
     path = os.path.join(HERE, f"{name}.csv")
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(",".join(header) + "\n")
-        for row in values:
-            handle.write(",".join(_fmt(v) for v in row) + "\n")
+        handle.writelines(",".join(_fmt(v) for v in row) + "\n" for row in values)
 
 
 def _fmt(value) -> str:
@@ -148,10 +147,115 @@ def build_keras2() -> None:
     _save_csv("keras2_hard_sigmoid", np.round(rng.normal(size=(9, 3)), 4), ["a", "b", "c"])
 
 
+def build_seq2seq() -> None:
+    """The Keras lstm_seq2seq pattern: a training model (encoder h, c -> decoder initial_state, two
+    inputs) and the inference pair built from its layers (encoder -> [h, c]; decoder taking its
+    token one-hots plus h and c as inputs, returning [probabilities, h, c])."""
+    import keras
+    from keras import layers
+
+    enc_in = keras.Input((None, 5), name="encoder_inputs")
+    dec_in = keras.Input((None, 6), name="decoder_inputs")
+    encoder = layers.LSTM(8, return_state=True, name="encoder")
+    decoder = layers.LSTM(8, return_sequences=True, return_state=True, name="decoder")
+    head = layers.Dense(6, activation="softmax", name="head")
+    _, h, c = encoder(enc_in)
+    sequence, _, _ = decoder(dec_in, initial_state=[h, c])
+    training = keras.Model([enc_in, dec_in], head(sequence), name="seq2seq")
+    _randomise(training, seed=41)
+    h_in, c_in = keras.Input((8,), name="h_in"), keras.Input((8,), name="c_in")
+    sequence, h_out, c_out = decoder(dec_in, initial_state=[h_in, c_in])
+    models = {
+        "seq2seq": training,
+        "seq2seq_encoder": keras.Model(enc_in, [h, c], name="seq2seq_encoder"),
+        "seq2seq_decoder": keras.Model([dec_in, h_in, c_in], [head(sequence), h_out, c_out], name="seq2seq_decoder"),
+    }
+    for name, model in models.items():
+        model.save(os.path.join(HERE, f"{name}.keras"))
+    rng = np.random.default_rng(41)
+    _save_csv("seq2seq_encoder", np.eye(5)[rng.integers(0, 5, 6)], [f"e{j}" for j in range(5)])
+    _save_csv("seq2seq_decoder", np.eye(6)[[0, 3, 1, 4]], [f"d{j}" for j in range(6)])
+
+
+def build_conv_lstm() -> None:
+    """A ConvLSTM2D over 6 frames of 5x5 maps, then a Dense head; the input is an .npy (N, T, 5, 5, 1)."""
+    import keras
+    from keras import layers
+
+    model = keras.Sequential(
+        [
+            keras.Input((None, 5, 5, 1)),
+            layers.ConvLSTM2D(3, 3, padding="same", name="conv_lstm"),
+            layers.Flatten(name="flatten"),
+            layers.Dense(2, activation="softmax", name="head"),
+        ],
+        name="conv_lstm",
+    )
+    _randomise(model, seed=51, scale=0.5)
+    model.save(os.path.join(HERE, "conv_lstm.keras"))
+    frames = np.zeros((1, 6, 5, 5, 1), dtype="float32")
+    for t in range(6):  # a bright spot moving along the diagonal
+        frames[0, t, min(t, 4), min(t, 4), 0] = 1.0
+    np.save(os.path.join(HERE, "conv_lstm.npy"), frames)
+
+
+def build_cnn_lstm() -> None:
+    """A CNN-LSTM: Conv1D + MaxPooling1D in front of an LSTM (12 steps -> 10 -> 5)."""
+    import keras
+    from keras import layers
+
+    model = keras.Sequential(
+        [
+            keras.Input((12, 2)),
+            layers.Conv1D(6, 3, activation="relu", name="conv1d"),
+            layers.MaxPooling1D(2, name="pool"),
+            layers.LSTM(4, name="lstm"),
+            layers.Dense(1, name="out"),
+        ],
+        name="cnn_lstm",
+    )
+    _randomise(model, seed=61, scale=0.5)
+    model.save(os.path.join(HERE, "cnn_lstm.keras"))
+    rng = np.random.default_rng(61)
+    _save_csv("cnn_lstm", np.round(rng.normal(size=(12, 2)), 4), ["x0", "x1"])
+
+
+def build_lambda() -> None:
+    """A Lambda (x / 10) in front of an LSTM: lstm-inspect never runs a Lambda's code, and the README
+    shows how to get past it with --from."""
+    import keras
+    from keras import layers
+
+    model = keras.Sequential(
+        [
+            keras.Input((None, 2)),
+            layers.Lambda(lambda x: x / 10.0, name="scale"),
+            layers.LSTM(4, name="lstm"),
+            layers.Dense(1, name="out"),
+        ],
+        name="lambda_scaled",
+    )
+    _randomise(model, seed=71)
+    model.save(os.path.join(HERE, "lambda_scaled.keras"))
+    rng = np.random.default_rng(71)
+    _save_csv("lambda_scaled", np.round(rng.normal(0, 10, size=(6, 2)), 1), ["a", "b"])
+
+
+BUILDERS = {
+    "keras3": lambda: build_keras3(),
+    "gru": lambda: build_gru(),
+    "keras2": lambda: build_keras2(),
+    "seq2seq": lambda: build_seq2seq(),
+    "conv_lstm": lambda: build_conv_lstm(),
+    "cnn_lstm": lambda: build_cnn_lstm(),
+    "lambda": lambda: build_lambda(),
+}
+
+
 if __name__ == "__main__":
-    build_keras3()
-    build_gru()
-    build_keras2()
+    # `make_samples.py` builds everything; `make_samples.py seq2seq conv_lstm` only those groups.
+    for group in sys.argv[1:] or list(BUILDERS):
+        BUILDERS[group]()
     for name in sorted(os.listdir(HERE)):
-        if name.endswith((".h5", ".keras", ".csv")):
+        if name.endswith((".h5", ".keras", ".csv", ".npy")):
             print(f"{name:32s} {os.path.getsize(os.path.join(HERE, name)):>7,d} bytes", file=sys.stderr)

@@ -7,8 +7,15 @@ file lstm-inspect wrote.
 ``saved_model(kind, backend)`` builds a model of a named kind (see
 ``MODEL_KINDS``) with seeded random weights, saves it (Keras 3: ``.keras``
 and ``.h5``; tf-keras: ``.h5``) and returns a :class:`SavedCase` holding the
-paths, the live Keras model and an input batch.  Builds are cached for the
-session.
+paths, the live Keras model and an input batch.  Cases are kept for the
+session, and the saved files on disk between runs (``keras_cache.py``: keyed by
+the Keras, TensorFlow, NumPy and h5py versions and by this file's source); a
+run that finds them loads the live model from them with Keras when a test asks
+for it.
+
+``run_cli`` runs the command in this process (fast); ``run_process`` and
+``run_cli_many`` in real processes, for pipes, signals, environment variables
+and anything C code could print straight to file descriptor 2.
 """
 
 from __future__ import annotations
@@ -17,12 +24,14 @@ import os
 import subprocess
 import sys
 import zlib
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
+from keras_cache import cached_files
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
@@ -180,12 +189,27 @@ MODEL_KINDS: dict[str, Callable] = {
 class SavedCase:
     kind: str
     backend: str  # "keras3" | "tfkeras"
-    model: object  # the live Keras model
     paths: dict[str, Path] = field(default_factory=dict)  # "keras" / "h5" -> file
     x: np.ndarray | None = None  # an input batch that fits the model
+    built: object = None  # the model Keras built, when this run built it (not read from the cache)
+
+    @property
+    def model(self):
+        """The live Keras model: the one built in this run, or Keras' own load of the saved file."""
+        if self.built is None:
+            self.built = load_with_keras(self.backend, self.paths["keras" if self.backend == "keras3" else "h5"])
+        return self.built
 
     def files(self):
         return list(self.paths.items())
+
+
+def load_with_keras(backend: str, path: Path):
+    """The model in ``path`` as Keras loads it (Keras 3 for .keras, tf-keras for its .h5)."""
+    K, _ = keras_module(backend)
+    if backend == "keras3":
+        return K.saving.load_model(path, compile=False)
+    return K.models.load_model(path, compile=False)
 
 
 def randomise(model, seed: int, scale: float = 0.5) -> None:
@@ -223,35 +247,81 @@ def model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def saved_model(model_dir) -> Callable[[str, str], SavedCase]:
-    """Factory: ``saved_model(kind, backend)`` -> SavedCase (cached per session)."""
+def saved_model() -> Callable[[str, str], SavedCase]:
+    """Factory: ``saved_model(kind, backend)`` -> SavedCase (cached per session, and its files on
+    disk between runs: see keras_cache.py)."""
 
     def make(kind: str, backend: str = "keras3") -> SavedCase:
         key = (kind, backend)
         if key in _CACHE:
             return _CACHE[key]
-        K, L = keras_module(backend)
-        model = MODEL_KINDS[kind](K, L)
-        randomise(model, seed=zlib.crc32(kind.encode()) % 1000)
-        case = SavedCase(kind, backend, model, x=input_for(kind))
-        stem = model_dir / f"{kind}-{backend}"
-        if backend == "keras3":
-            case.paths["keras"] = stem.with_suffix(".keras")
-            model.save(case.paths["keras"])
-        case.paths["h5"] = stem.with_suffix(".h5")
-        model.save(case.paths["h5"])
+        stem = f"{kind}-{backend}"
+        suffixes = ("keras", "h5") if backend == "keras3" else ("h5",)
+        case = SavedCase(kind, backend, x=input_for(kind))
+
+        def build_and_save(folder: Path) -> None:
+            K, L = keras_module(backend)
+            case.built = MODEL_KINDS[kind](K, L)
+            randomise(case.built, seed=zlib.crc32(kind.encode()) % 1000)
+            for suffix in suffixes:
+                case.built.save(folder / f"{stem}.{suffix}")
+
+        folder = cached_files(f"models/{stem}", build_and_save)  # saved once per Keras version and generators
+        case.paths = {suffix: folder / f"{stem}.{suffix}" for suffix in suffixes}
         _CACHE[key] = case
         return case
 
     return make
 
 
-def run_cli(*args: str, input: bytes | None = None, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+@dataclass
+class CliRun:
+    """One run of the command, shaped like ``subprocess.CompletedProcess`` (stdout and stderr as bytes)."""
+
+    args: list[str]
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
+@contextmanager
+def _working_directory(path: Path):
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def run_cli(*args, input: bytes | None = None, env: dict | None = None, cwd: Path | None = None) -> CliRun:
+    """Run ``lstm-inspect ARGS`` in this process, through the real entry point ``cli.main``.
+
+    stdin, stdout and stderr are Click's test streams (bytes), so the exit
+    status, the one-line errors and the data are those a shell would see,
+    without the second or so a new interpreter costs.  With ``env`` (which
+    must reach a fresh interpreter, e.g. a PYTHONPATH blocker) it is a real
+    process: see ``run_process``, also for pipes, signals and anything that
+    C code could print straight to file descriptor 2.
+    """
+    if env is not None:
+        return run_process(*args, input=input, env=env, cwd=cwd)
+    from reference import invoke
+
+    argv = [str(a) for a in args]
+    with _working_directory(cwd or ROOT):
+        result = invoke(*argv, input=input)
+    return CliRun(argv, result.exit_code, result.stdout_bytes, result.stderr_bytes)
+
+
+def run_process(*args, input: bytes | None = None, env: dict | None = None,
+                cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the real command in a subprocess; returns the CompletedProcess (bytes)."""
     full_env = dict(os.environ)
     full_env.update(env or {})
     return subprocess.run(
-        CLI + [str(a) for a in args], input=input, capture_output=True, env=full_env, cwd=cwd or ROOT, timeout=300
+        CLI + [str(a) for a in args], input=input, capture_output=True, env=full_env, cwd=cwd or ROOT, timeout=300,
+        check=False,
     )
 
 
@@ -417,6 +487,7 @@ def keras_layer_rows(model, version: str, prefix: str = "") -> list[dict]:
                 "params": layer.count_params(),
                 "weight_shapes": shapes,
                 "keras_version": version,
+                "initial_state": "zeros" if recurrent else None,  # these models wire no state
             }
         )
     return rows
@@ -425,22 +496,22 @@ def keras_layer_rows(model, version: str, prefix: str = "") -> list[dict]:
 def parse_weight_shapes(text: str) -> list[tuple[str, tuple[int, ...]]]:
     """``"forward.kernel 3×16; forward.bias 16"`` -> [("kernel", (3, 16)), ("bias", (16,))]."""
     result = []
-    for part in filter(None, text.split("; ")):
+    for part in filter(None, (text or "").split("; ")):
         name, dims = part.rsplit(" ", 1)
         result.append((name.rsplit(".", 1)[-1], tuple(int(d) for d in dims.split("×"))))
     return result
 
 
 def run_cli_many(commands: list[tuple], env: dict | None = None) -> list[subprocess.CompletedProcess]:
-    """``run_cli`` for several argument tuples at once, one process each, in order of the input.
+    """``run_process`` for several argument tuples at once, one process each, in order of the input.
 
-    Lets a parametrized test run all its commands up front (in a module fixture)
-    across the CPUs instead of one after another.
+    For the tests that need real processes (nothing but the tool's own line may
+    reach file descriptor 2): runs them across the CPUs instead of one after another.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        return list(pool.map(lambda args: run_cli(*args, env=env), commands))
+        return list(pool.map(lambda args: run_process(*args, env=env), commands))
 
 
 def pytest_addoption(parser):
@@ -449,3 +520,17 @@ def pytest_addoption(parser):
                      help="time budget of tests/test_fuzz.py, shared by its targets (default 10)")
     parser.addoption("--fuzz-seed", type=int, default=None,
                      help="seed of the fuzz mutations (default: a new one each run, printed with any finding)")
+
+
+# Fixtures that hand a test a model built by Keras: a test that takes one compares lstm-inspect
+# with Keras, and is marked ``keras_oracle``.  Modules that compare with Keras through other
+# means (test_verify: Keras inside the command) carry the mark themselves.
+KERAS_FIXTURES = {"saved_model", "tanh_hard", "weights_only_file", "dense_only"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the Keras comparisons, so that ``.ci/run`` can rerun them under another BLAS kernel
+    (``pytest -m "docs or keras_oracle"``)."""
+    for item in items:
+        if KERAS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.keras_oracle)

@@ -26,8 +26,8 @@ import warnings
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import lstm_inspect as li  # noqa: E402 - after the path is set
-from lstm_inspect.errors import LstmInspectError  # noqa: E402
+import lstm_inspect as li  # after the path is set
+from lstm_inspect.errors import LstmInspectError
 
 
 def _where(exc: BaseException) -> str:
@@ -66,7 +66,7 @@ def exercise_model(path: str, data: str) -> dict:
         model = li.load_model(path, isolate=True)
     except LstmInspectError as exc:
         return {"status": "refused", "detail": str(exc)}
-    except BaseException as exc:  # noqa: BLE001 - anything else is the finding
+    except BaseException as exc:  # anything else is the finding
         return _bug(exc, "load_model")
     refused = None
     for name, step in steps[1:]:
@@ -76,7 +76,7 @@ def exercise_model(path: str, data: str) -> dict:
             refused = refused or f"{name}: {exc}"
             if name in ("layer_rows", "label_weights"):
                 break
-        except BaseException as exc:  # noqa: BLE001 - anything else is the finding
+        except BaseException as exc:  # anything else is the finding
             return _bug(exc, name)
     return {"status": "refused" if refused else "ok", "detail": refused or ""}
 
@@ -90,7 +90,7 @@ def exercise_input(path: str, model_path: str) -> dict:
         li.predict(model, sequences)
     except LstmInspectError as exc:
         return {"status": "refused", "detail": str(exc)}
-    except BaseException as exc:  # noqa: BLE001 - anything else is the finding
+    except BaseException as exc:  # anything else is the finding
         return _bug(exc, "input")
     return {"status": "ok", "detail": ""}
 
@@ -158,7 +158,7 @@ def serve() -> None:
     for line in sys.stdin:
         try:
             answer = handle(json.loads(line))
-        except BaseException as exc:  # noqa: BLE001 - report it and keep serving
+        except BaseException as exc:  # report it and keep serving
             answer = _bug(exc, "worker")
         out.write(json.dumps(answer) + "\n")
         out.flush()

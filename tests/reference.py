@@ -332,18 +332,32 @@ def masked_input(kind: str):
 _MASKED_CACHE: dict = {}
 
 
-def build_masked(kind: str, backend: str, folder):
-    """(live Keras model, {ext: path}) for a ``MASKED_KINDS`` model; cached for the session."""
-    from conftest import FEATURES, STEPS, keras_module, randomise
+def masked_case(kind: str, backend: str):
+    """A ``MASKED_KINDS`` model as a conftest ``SavedCase``: its files saved once (kept on disk
+    between runs, see keras_cache.py), its live Keras model built or loaded when first asked for."""
+    from conftest import FEATURES, STEPS, SavedCase, keras_module, randomise
+    from keras_cache import cached_files
 
     key = (kind, backend)
     if key not in _MASKED_CACHE:
-        K, L = keras_module(backend)
-        model = MASKED_KINDS[kind](K, L, STEPS, FEATURES)
-        randomise(model, seed=len(kind))
-        paths = {}
-        for ext in ("keras", "h5") if backend == "keras3" else ("h5",):
-            paths[ext] = folder / f"{kind}-{backend}.{ext}"
-            model.save(paths[ext])
-        _MASKED_CACHE[key] = (model, paths)
+        stem = f"{kind}-{backend}"
+        suffixes = ("keras", "h5") if backend == "keras3" else ("h5",)
+        case = SavedCase(kind, backend, x=masked_input(kind))
+
+        def build_and_save(folder) -> None:
+            K, L = keras_module(backend)
+            case.built = MASKED_KINDS[kind](K, L, STEPS, FEATURES)
+            randomise(case.built, seed=len(kind))
+            for suffix in suffixes:
+                case.built.save(folder / f"{stem}.{suffix}")
+
+        folder = cached_files(f"models/{stem}", build_and_save)
+        case.paths = {suffix: folder / f"{stem}.{suffix}" for suffix in suffixes}
+        _MASKED_CACHE[key] = case
     return _MASKED_CACHE[key]
+
+
+def build_masked(kind: str, backend: str):
+    """(live Keras model, {ext: path}) for a ``MASKED_KINDS`` model; cached for the session."""
+    case = masked_case(kind, backend)
+    return case.model, case.paths

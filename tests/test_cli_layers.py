@@ -1,4 +1,4 @@
-"""`lstm-inspect layers`: the real command in a subprocess; its CSV and JSON rows compared
+"""`lstm-inspect layers`: the command (in-process, through its entry point); its CSV and JSON rows compared
 with what the live Keras model says about each layer (config, count_params, weight shapes).
 
 Each model kind is checked in one file format, rotating through Keras 3 .keras,
@@ -21,12 +21,11 @@ from conftest import (
     keras_module,
     parse_weight_shapes,
     run_cli,
-    run_cli_many,
 )
 
 LAYER_COLUMNS = [
     "name", "class", "units", "activation", "recurrent_activation", "return_sequences", "go_backwards",
-    "stateful", "use_bias", "params", "weight_shapes", "keras_version",
+    "stateful", "use_bias", "params", "weight_shapes", "keras_version", "initial_state",
 ]
 
 ROTATED = [
@@ -50,27 +49,17 @@ def _ok(result) -> str:
     return result.stdout.decode("utf-8")
 
 
-@pytest.fixture(scope="module")
-def layer_runs(saved_model) -> dict:
-    """`layers MODEL --format json` and `--format csv` for each rotated case, run up front across the CPUs."""
-    cases = [tuple(param.values) for param in ROTATED]
-    paths = [saved_model(kind, backend).paths[suffix] for kind, backend, suffix in cases]
-    commands = [("layers", path, "--format", fmt) for path in paths for fmt in ("json", "csv")]
-    results = iter(run_cli_many(commands))
-    return {case: (next(results), next(results)) for case in cases}
-
-
 @pytest.mark.parametrize("kind,backend,suffix", ROTATED)
-def test_json_and_csv_rows_match_keras(saved_model, layer_runs, kind, backend, suffix):
+def test_json_and_csv_rows_match_keras(saved_model, kind, backend, suffix):
     case = saved_model(kind, backend)
     version = keras_module(backend)[0].__version__
-    json_run, csv_run = layer_runs[(kind, backend, suffix)]
+    json_run, csv_run = (run_cli("layers", case.paths[suffix], "--format", fmt) for fmt in ("json", "csv"))
     rows = json.loads(_ok(json_run))
     assert all(list(row) == LAYER_COLUMNS for row in rows)
     for row in rows:
         assert row["keras_version"] == version
         if row["class"] == "InputLayer":
-            assert row["params"] == 0 and row["weight_shapes"] == ""
+            assert row["params"] == 0 and row["weight_shapes"] is None
     layer_rows = [row for row in rows if row["class"] != "InputLayer"]
     expected = keras_layer_rows(case.model, version)
     assert [row["name"] for row in layer_rows] == [row["name"] for row in expected]

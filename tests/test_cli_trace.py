@@ -32,7 +32,8 @@ def trace(*args, input=None) -> pd.DataFrame:
         args = args + ("--format", "csv")
     result = invoke("trace", *args, input=input)
     assert result.exit_code == 0, result.stderr
-    assert result.stderr == ""
+    # Nothing on stderr but notes (the stateful sample model's feed plan).
+    assert all(line.startswith("lstm-inspect: note: ") for line in result.stderr.splitlines()), result.stderr
     fmt = args[args.index("--format") + 1] if "--format" in args else "csv"
     if fmt == "csv":
         return read_csv(result.stdout)
@@ -79,6 +80,7 @@ SAMPLE_FILES = [
 ]
 
 
+@pytest.mark.keras_oracle
 @pytest.mark.parametrize("name, ext", [pytest.param(n, e, id=f"{n}.{e}") for n, e in SAMPLE_FILES])
 def test_sample_trace_equals_keras_and_the_equations(name, ext):
     frame = trace(SAMPLES / f"{name}.{ext}", SAMPLES / f"{name}.csv", "--pre-activation")
@@ -100,6 +102,7 @@ def test_sample_trace_equals_keras_and_the_equations(name, ext):
             np.testing.assert_allclose(got[gate][keep], equations[gate][keep], atol=TOL, err_msg=f"{item.name}: {gate}")
 
 
+@pytest.mark.keras_oracle
 def test_keras2_file_uses_keras2_hard_sigmoid_unless_told():
     x = sample_input("keras2_hard_sigmoid")
     layer = keras_sample("keras2_hard_sigmoid").get_layer("lstm")

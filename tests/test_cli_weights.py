@@ -1,4 +1,4 @@
-"""`lstm-inspect weights`: the real command in a subprocess, its CSV/JSON/NDJSON parsed and
+"""`lstm-inspect weights`: the command (in-process, through its entry point), its CSV/JSON/NDJSON parsed and
 every number compared with the live Keras model's ``get_weights()`` (exact at float32).
 
 Gate ``g`` of unit ``u`` is column ``g*U + u``: a kernel row is
@@ -20,7 +20,6 @@ from conftest import (
     kind_format_params,
     model_file,
     run_cli,
-    run_cli_many,
 )
 
 WEIGHT_COLUMNS = ["layer", "tensor", "gate", "unit", "source", "value", "path", "column", "row"]
@@ -62,19 +61,10 @@ def assert_rows_match(rows: list[dict], expected: dict) -> None:
 # ------------------------------------------------------------------ every kind, every format
 
 
-@pytest.fixture(scope="module")
-def csv_runs(saved_model) -> dict:
-    """`weights MODEL --format csv` for every kind x format, run up front across the CPUs."""
-    cases = [tuple(param.values) for param in kind_format_params()]
-    paths = [model_file(saved_model, *case)[1] for case in cases]  # build (Keras) in this thread
-    results = run_cli_many([("weights", path, "--format", "csv") for path in paths])
-    return dict(zip(cases, results))
-
-
 @pytest.mark.parametrize("kind,backend,suffix", kind_format_params())
-def test_csv_equals_keras_weights(saved_model, csv_runs, kind, backend, suffix):
-    case = saved_model(kind, backend)
-    header, rows = parse_csv(_ok(csv_runs[(kind, backend, suffix)]))
+def test_csv_equals_keras_weights(saved_model, kind, backend, suffix):
+    case, path = model_file(saved_model, kind, backend, suffix)
+    header, rows = parse_csv(_ok(run_cli("weights", path, "--format", "csv")))
     assert header == WEIGHT_COLUMNS
     expected = expected_weight_rows(case.model)
     assert len(rows) == sum(layer.count_params() for _, layer in keras_recurrent_layers(case.model))

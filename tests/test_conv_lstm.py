@@ -14,9 +14,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 import lstm_inspect as li
-from conftest import run_cli
 
 STEPS = 4
 

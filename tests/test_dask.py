@@ -311,6 +311,39 @@ def test_cli_trace_on_a_scheduler_and_bad_requests(client, tmp_path, monkeypatch
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "full", "here", "there"]  # no staging left
 
 
+def test_workers_notes_and_warnings_come_back_once_each(client, tmp_path, monkeypatch):
+    """Notes and warnings given on the workers (CSVs without a header, a stateful model's feed, an input longer than
+    the model's fixed length) are printed as the single-process run prints them, each once; a stateful model
+    with a batch shape names its samples <file>:<number> on the workers too."""
+    import pandas as pd
+
+    model = str(SAMPLES / "stateful_lstm.keras")  # batch shape (1, 1, 1)
+    rng = np.random.default_rng(17)
+    (tmp_path / "data").mkdir()
+    for name in ("a.csv", "b.csv"):
+        np.savetxt(tmp_path / "data" / name, rng.normal(size=(5, 1)), fmt="%.6f")  # no header row
+    monkeypatch.chdir(tmp_path)
+    address = client.scheduler.address
+    here = invoke("predict", model, "data", "-o", "here/")
+    there = invoke("predict", model, "data", "-o", "there/", "--scheduler", address)
+    assert here.exit_code == 0 and there.exit_code == 0, (here.stderr, there.stderr)
+    lines = there.stderr.splitlines()
+    assert lines[:-1] == here.stderr.splitlines()[:-1] and lines[-1].startswith("lstm-inspect: wrote 10 rows")
+    assert [line.split(":")[1].strip() for line in lines[:-1]] == ["note"] * 3, lines
+    assert "reading a.csv: no header row" in lines[0] and "reading b.csv: no header row" in lines[2]
+    assert "stateful model with batch shape (1, 1, 1): the input's 5 rows" in lines[1]  # the same for both files
+    for a, b in zip(_read_parts(tmp_path / "here"), _read_parts(tmp_path / "there"), strict=True):
+        assert a.equals(b)
+    assert pd.concat(_read_parts(tmp_path / "there"))["sequence"].tolist() == [f"{f}.csv:{k}" for f in "ab" for k in range(5)]
+    summary = invoke("stats", model, "data", "--no-stateful", "--scheduler", address)
+    assert summary.exit_code == 0, summary.stderr
+    warnings = [line for line in summary.stderr.splitlines() if ": warning: " in line]
+    fixed = ("lstm-inspect: warning: the model's input layer fixes 1 step; the input has 5 steps per sequence "
+             "(replayed as given: the recurrence does not depend on the length)")
+    assert warnings == [fixed]
+    assert summary.stderr == invoke("stats", model, "data", "--no-stateful").stderr
+
+
 # ------------------------------------------------------------------ a worker dies mid-run (keep last: it restarts one)
 
 

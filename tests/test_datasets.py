@@ -175,3 +175,87 @@ def test_urls_through_fsspec(tmp_path):
         ((name, (sequence,)),) = list(dataset.sequences())
         assert dataset.partitions[0].files[0].startswith("file://") and sequence.id == name
         np.testing.assert_allclose(sequence.values, values, rtol=1e-7)
+
+
+# ------------------------------------------------------------------- with several inputs, --from, stateful models
+
+
+def _values_csv(path: Path, values: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(values, columns=["value"]).to_csv(path, index=False, float_format="%.9g")
+
+
+def test_dataset_feeds_a_model_with_one_input_or_the_layer_of_from(tmp_path, monkeypatch):
+    """A dataset is one INPUT (NAME=PATH too) for one model input, or for --from LAYER; a model of several
+    inputs, or --format lstmvis, is refused in one line; -o DIR/ is Parquet only."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(7)
+    below = [rng.normal(size=(int(rng.integers(3, 9)), 8)).astype(np.float32) for _ in range(3)]  # lstm_2's input
+    for k, values in enumerate(below):
+        np.save(tmp_path / f"h{k}.npy", values)
+    stacked = str(SAMPLES / "stacked_lstm.keras")
+    result = invoke("stats", stacked, "h*.npy", "--from", "lstm_2", "--layer", "lstm_2", "--dtype", "float64", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    want = compute_stats(li.load_model(stacked), [InputSequence(k, v) for k, v in enumerate(below)], start="lstm_2", layers=["lstm_2"],
+                         options=ReplayOptions(dtype=np.float64))
+    got = pd.read_json(io.StringIO(result.stdout))
+    assert sorted(set(got["layer"])) == ["lstm_2"]
+    np.testing.assert_allclose(got["std"], np.concatenate([g.std for g in want]), rtol=1e-9)
+    traced = invoke("trace", stacked, "h*.npy", "--from", "lstm_2", "--layer", "lstm_2")
+    assert traced.exit_code == 0, traced.stderr
+    rows = pd.read_csv(io.StringIO(traced.stdout))
+    assert list(dict.fromkeys(rows["sequence"])) == ["h0.npy", "h1.npy", "h2.npy"]
+    one = pd.read_csv(io.StringIO(invoke("trace", stacked, "h1.npy", "--from", "lstm_2", "--layer", "lstm_2").stdout))
+    np.testing.assert_array_equal(rows[rows["sequence"] == "h1.npy"][["i", "f", "hidden"]], one[["i", "f", "hidden"]])
+
+    for k, values in enumerate(_arrays(8, 2)):
+        _csv(tmp_path / "data" / f"s{k}.csv", values)
+    named = invoke("stats", MODEL, "input_layer=data")
+    assert named.exit_code == 0 and named.stdout == invoke("stats", MODEL, "data").stdout, named.stderr
+    for bad, message in [
+        (["stats", str(SAMPLES / "seq2seq.keras"), "data"], "this one has 2 (encoder_inputs, decoder_inputs)"),
+        (["trace", MODEL, "data", "--format", "lstmvis", "-o", "vis"], "--format lstmvis takes INPUT files"),
+        (["trace", MODEL, "data", "--format", "csv", "-o", "out/"], "-o DIR/ writes a partitioned Parquet dataset"),
+        (["predict", MODEL, "data", "data"], "2 INPUT(s) given"),
+    ]:
+        result = invoke(*bad)
+        assert result.exit_code == 2 and result.stdout == "", (bad, result.stderr)
+        assert len(result.stderr.splitlines()) == 1 and message in result.stderr, result.stderr
+    # -o DIR with --format lstmvis on a file is LSTMVis' folder, not a partitioned dataset.
+    (tmp_path / "vis").mkdir()
+    vis = invoke("trace", MODEL, "data/s0.csv", "--format", "lstmvis", "-o", "vis/")
+    assert vis.exit_code == 0 and (tmp_path / "vis" / "lstm.yml").exists(), vis.stderr
+
+
+def test_stateful_model_with_a_batch_shape_is_fed_as_keras_per_partition(tmp_path, monkeypatch):
+    """stateful_lstm (batch shape (1, 1, 1)): each file fed as Keras' predict feeds it, as the single-file run
+    does (tests/test_stateful_feed.py holds that to Keras), its samples and chain named <file>:<number>."""
+    monkeypatch.chdir(tmp_path)
+    model = str(SAMPLES / "stateful_lstm.keras")
+    rng = np.random.default_rng(9)
+    lengths = {"a.csv": 6, "b.csv": 4}
+    for name, length in lengths.items():
+        _values_csv(tmp_path / "data" / name, rng.normal(size=(length, 1)).astype(np.float32))
+    predicted = invoke("predict", model, "data")
+    assert predicted.exit_code == 0, predicted.stderr
+    got = pd.read_csv(io.StringIO(predicted.stdout))
+    assert got["sequence"].tolist() == [f"{name}:{k}" for name, length in lengths.items() for k in range(length)]
+    assert predicted.stderr.count("stateful model with batch shape (1, 1, 1)") == 2  # one plan per file
+    traced = invoke("trace", model, "data")
+    assert traced.exit_code == 0, traced.stderr
+    trace = pd.read_csv(io.StringIO(traced.stdout))
+    assert list(dict.fromkeys(trace["sequence"])) == ["a.csv:0", "b.csv:0"]
+    for name in lengths:
+        one = pd.read_csv(io.StringIO(invoke("predict", model, f"data/{name}").stdout))
+        np.testing.assert_array_equal(got[got["sequence"].str.startswith(name)].filter(like="y_"), one.filter(like="y_"))
+        chain = pd.read_csv(io.StringIO(invoke("trace", model, f"data/{name}").stdout))
+        assert chain["sequence"].unique().tolist() == [0]
+        np.testing.assert_array_equal(trace[trace["sequence"] == f"{name}:0"][["t", "i", "cell", "hidden"]],
+                                      chain[["t", "i", "cell", "hidden"]])
+    # --sequence-length alone: pieces from zeros, as for a file (no Keras feed, no plan note).
+    cut = invoke("predict", model, "data", "--sequence-length", "2")
+    assert cut.exit_code == 0 and "batch shape" not in cut.stderr, cut.stderr
+    pieces = pd.read_csv(io.StringIO(cut.stdout))
+    assert pieces["sequence"].tolist() == ["a.csv:0", "a.csv:1", "a.csv:2", "b.csv:0", "b.csv:1"]
+    one = pd.read_csv(io.StringIO(invoke("predict", model, "data/a.csv", "--sequence-length", "2").stdout))
+    np.testing.assert_array_equal(pieces.filter(like="y_").to_numpy()[:3], one.filter(like="y_").to_numpy())

@@ -17,9 +17,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import SAMPLES, keras_recurrent_layers, keras_tensors, run_cli
 
 import lstm_inspect as li
-from conftest import SAMPLES, keras_recurrent_layers, keras_tensors, run_cli
 
 torch = pytest.importorskip("torch", reason="the pytorch export is proven with torch (pip install -e '.[test]')")
 onnx = pytest.importorskip("onnx", reason="the onnx export is proven with onnx + onnxruntime (pip install -e '.[test]')")

@@ -14,10 +14,10 @@ import json
 import h5py
 import numpy as np
 import pytest
-
-import lstm_inspect as li
 from conftest import WILD, run_cli
 from reference import keras_steps, reference_steps
+
+import lstm_inspect as li
 
 T, F, U = 6, 3, 4
 

@@ -297,7 +297,7 @@ class Worker:
         line = self.process.stdout.readline()
         if not line:
             code = self.process.wait()
-            self.process = None
+            self.stop()
             return {"status": "bug", "kind": f"crash (exit {code})", "detail": f"the process died with status {code}",
                     "traceback": ""}
         return json.loads(line)
@@ -306,6 +306,9 @@ class Worker:
         if self.process is not None:
             self.process.kill()
             self.process.wait()
+            for pipe in (self.process.stdin, self.process.stdout):
+                if pipe is not None:
+                    pipe.close()
             self.process = None
 
 

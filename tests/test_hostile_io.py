@@ -324,10 +324,14 @@ def test_readme_help_and_exit_status_enum_agree():
         result = invoke(*([command] if command else []), "--help")
         assert result.exit_code == 0
         documented = _help_statuses(result.stdout)
-        assert sorted(documented) == sorted(readme), (command, documented)
+        # Each command lists the statuses it can return (1 only for verify); the group, all of them.
+        expected = sorted(readme) if command in (None, "verify") else [s for s in sorted(readme) if s != 1]
+        assert sorted(documented) == expected, (command, documented)
         # The same meaning in both places: the words that tell the statuses apart.
         meanings = {0: ["success"], 1: ["verify"], 2: ["usage", "input"], 3: ["internal", "--debug"]}
         for code, words in meanings.items():
+            if code not in documented:
+                continue
             for word in words:
                 assert word in documented[code], (command, code, word, documented[code])
                 assert word in readme[code] or (word == "input" and "input file" in readme[code]), (code, word, readme[code])

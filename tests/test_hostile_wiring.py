@@ -12,7 +12,6 @@ import zipfile
 import h5py
 import numpy as np
 import pytest
-
 from conftest import run_cli
 from hostile import INPUT_CSV, KERAS3_ARCHIVE, archive_members, assert_refused, write_archive
 

@@ -188,6 +188,7 @@ def test_stdin_dash_equals_the_file():
     assert from_stdin.stdout.startswith("sequence,layer,t,unit,i,f,c,o,cell,hidden")
 
 
+@pytest.mark.keras_oracle
 def test_embedding_model_takes_one_column_of_ids():
     import keras
 
@@ -221,7 +222,7 @@ BAD_CASES = {
     "nan.csv": (SINGLE, ["line 3", "column 'x1'", "nan", "finite"]),
     "inf.csv": (SINGLE, ["line 3", "column 'x2'", "inf", "finite"]),
     "minus_inf.csv": (SINGLE, ["line 3", "column 'x2'", "-inf", "finite"]),
-    "token_out_of_range.csv": (TOKENS, ["token id 99", "step 1", "vocabulary (0..49)", "'embedding'"]),  # noqa
+    "token_out_of_range.csv": (TOKENS, ["token id 99", "step 1", "vocabulary (0..49)", "'embedding'"]),
     "token_negative.csv": (TOKENS, ["token id -1", "vocabulary (0..49)"]),
     "token_fraction.csv": (TOKENS, ["whole-number token ids"]),
     "token_two_columns.csv": (TOKENS, ["one column of token ids", "2 columns"]),

@@ -17,9 +17,9 @@ import json
 import h5py
 import numpy as np
 import pytest
+from conftest import WILD, keras_module, run_cli
 
 import lstm_inspect as li
-from conftest import WILD, keras_module, run_cli
 
 T, F, U = 6, 3, 4
 RNG = np.random.default_rng(5)
@@ -120,7 +120,7 @@ def test_cudnn_labels_point_at_the_stored_values(cudnn_case):
     result = run_cli("weights", cudnn_case["path"], "--format", "csv")
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout.decode())))
-    kernel, recurrent, bias = cudnn_case["canonical"]
+    kernel, recurrent, _bias = cudnn_case["canonical"]
     gates = "ifco" if cudnn_case["kind"] == "lstm" else "zrc"
     stored = cudnn_case["stored"]
     width = len(gates) * U
@@ -171,6 +171,7 @@ def _keras1_layers(kind, mode, weights, dense):
 
 
 @pytest.mark.parametrize("kind,mode", [("lstm", "cpu"), ("lstm", "gpu"), ("gru", "cpu"), ("gru", "gpu"), ("simple", "cpu")])
+@pytest.mark.keras_oracle
 def test_keras1_files_replay_like_keras(kind, mode, tmp_path):
     K, L = keras_module("tfkeras")
     layer = {
@@ -233,7 +234,7 @@ def test_textgenrnn_cudnn_layers_against_an_independent_replay():
         for step in x:
             z = step @ kernel + h @ recurrent + bias
             i, f, g, o = (z[k * units : (k + 1) * units] for k in range(4))
-            sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+            sig = lambda v: 1 / (1 + np.exp(-v))
             c = sig(f) * c + sig(i) * np.tanh(g)
             h = sig(o) * np.tanh(c)
             outputs.append(h)

@@ -5,11 +5,13 @@ import json
 
 import h5py
 import numpy as np
-
-import lstm_inspect as li
+import pytest
 from conftest import keras_module
 
+import lstm_inspect as li
 
+
+@pytest.mark.keras_oracle
 def test_nested_model_first_without_input_layer(tmp_path):
     K, L = keras_module("tfkeras")
     inner = K.Sequential([K.Input((5, 3)), L.LSTM(4, return_sequences=True, name="enc")], name="encoder")

@@ -10,9 +10,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ROOT, SAMPLES, run_cli
 
 import lstm_inspect as li
-from conftest import ROOT, SAMPLES, run_cli
 
 pytest.importorskip("matplotlib", reason="plot needs matplotlib (pip install -e '.[test]')")
 

@@ -10,17 +10,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import MODEL_KINDS, SAMPLES, keras_module
+from keras_cache import cached_arrays
 from reference import (
     MASKED_KINDS,
-    build_masked,
     invoke,
-    masked_input,
+    masked_case,
     read_csv,
     reset_states,
 )
 
 import lstm_inspect as li
 from lstm_inspect.engine import ReplayOptions
+
+pytestmark = pytest.mark.keras_oracle  # every test here compares with Keras
 
 TOL = 1e-5
 FILES = [("keras3", "keras"), ("keras3", "h5"), ("tfkeras", "h5")]
@@ -46,13 +48,21 @@ def our_input(kind: str, x):
 _EXPECTED: dict[tuple[str, str], list[np.ndarray]] = {}
 
 
+def expected_predict(case) -> list[np.ndarray]:
+    """Keras' ``model.predict`` of ``case.x``: once per model and session, and kept on disk between
+    runs (keras_cache.py: recomputed when Keras or the generators change)."""
+    key = (case.kind, case.backend)
+    if key not in _EXPECTED:
+        _EXPECTED[key] = cached_arrays(f"predict/{case.kind}-{case.backend}", lambda: keras_predict(case.model, case.x),
+                                       keras_predict, as_list, reset_states)
+    return _EXPECTED[key]
+
+
 @pytest.mark.parametrize("dtype", [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")])
 @pytest.mark.parametrize("kind, backend, ext", CASES)
 def test_predict_equals_keras(saved_model, kind, backend, ext, dtype):
     case = saved_model(kind, backend)
-    if (kind, backend) not in _EXPECTED:  # one model.predict per live model
-        _EXPECTED[kind, backend] = keras_predict(case.model, case.x)
-    expected = _EXPECTED[kind, backend]
+    expected = expected_predict(case)
     got = as_list(li.predict(li.load_model(str(case.paths[ext])), our_input(kind, case.x), options=ReplayOptions(dtype=dtype)))
     assert len(got) == len(expected)
     for want, have in zip(expected, got):
@@ -61,13 +71,13 @@ def test_predict_equals_keras(saved_model, kind, backend, ext, dtype):
 
 
 @pytest.mark.parametrize("kind, backend, ext", [pytest.param(k, b, e, id=f"{k}-{b}.{e}") for k in MASKED_KINDS for b, e in FILES])
-def test_masked_models_predict_equals_keras(model_dir, kind, backend, ext):
+def test_masked_models_predict_equals_keras(kind, backend, ext):
     """Keras' outputs at masked steps: Bidirectional returning sequences zeroes them,
     a plain layer repeats its last output; return_sequences=False gives the last unmasked step."""
-    keras_model, paths = build_masked(kind, backend, model_dir)
-    x = masked_input(kind)
-    expected = keras_predict(keras_model, x)
-    got = as_list(li.predict(li.load_model(str(paths[ext])), x[..., None] if "embedding" in kind else x))
+    case = masked_case(kind, backend)
+    x = case.x
+    expected = expected_predict(case)
+    got = as_list(li.predict(li.load_model(str(case.paths[ext])), x[..., None] if "embedding" in kind else x))
     assert len(got) == len(expected)
     for want, have in zip(expected, got):
         np.testing.assert_allclose(have, want, atol=TOL)
@@ -160,16 +170,20 @@ def test_stateful_api_equals_keras_fed_step_by_step(saved_model, backend, ext):
     series = np.random.default_rng(3).normal(size=12).astype("float32")
     outputs, hs, cs = keras_step_by_step(case.model, series)
     model = li.load_model(str(case.paths[ext]))
-    # Every step its own 1-step sequence, the state carried from one to the next.
+    # Every step its own 1-step sequence, the state carried from one to the next: the default
+    # for a model saved stateful with batch shape (1, 1, 1), and what stateful=True asks.
     steps = series.reshape(-1, 1, 1)
+    np.testing.assert_allclose(li.predict(model, steps), outputs, atol=TOL)
     np.testing.assert_allclose(li.predict(model, steps, stateful=True), outputs, atol=TOL)
-    # The whole series as one sequence: the last output, and the state at every step.
-    np.testing.assert_allclose(li.predict(model, series.reshape(1, -1, 1)), outputs[-1:], atol=TOL)
+    # The whole series as one sequence is cut into the same 1-step samples by default...
+    np.testing.assert_allclose(li.predict(model, series.reshape(1, -1, 1)), outputs, atol=TOL)
+    # ... and replayed whole with stateful=False: the last output.
+    np.testing.assert_allclose(li.predict(model, series.reshape(1, -1, 1), stateful=False), outputs[-1:], atol=TOL)
     traced = li.trace_arrays(model, series.reshape(1, -1, 1))["lstm"]
     np.testing.assert_allclose(traced["hidden"][0], hs, atol=TOL)
     np.testing.assert_allclose(traced["cell"][0], cs, atol=TOL)
-    # Without --stateful, each 1-step sequence starts from zeros: only the first agrees.
-    fresh = li.predict(model, steps)
+    # With stateful=False, each 1-step sequence starts from zeros: only the first agrees.
+    fresh = li.predict(model, steps, stateful=False)
     np.testing.assert_allclose(fresh[0], outputs[0], atol=TOL)
     assert np.abs(fresh[1:] - outputs[1:]).max() > 1e-3
 
@@ -187,7 +201,8 @@ def stateful_sample():
 
 @pytest.mark.parametrize("ext", ["keras", "h5"])
 def test_stateful_cli_one_sequence(stateful_sample, ext):
-    """The CSV as one sequence: trace gives Keras' state after each step; predict its last output."""
+    """The CSV by default: trace gives Keras' state after each step as one sequence; predict one row per
+    1-step sample, as model.predict(x) on the rows as (N, 1, 1) gives."""
     series, outputs, hs, cs = stateful_sample
     model, data = SAMPLES / f"stateful_lstm.{ext}", SAMPLES / "stateful_lstm.csv"
     result = invoke("trace", model, data, "--format", "csv", "--wide")
@@ -200,7 +215,8 @@ def test_stateful_cli_one_sequence(stateful_sample, ext):
     assert result.exit_code == 0, result.stderr
     frame = read_csv(result.stdout)
     assert list(frame.columns) == ["sequence", "y_0", "y_1", "y_2"]
-    np.testing.assert_allclose(frame[["y_0", "y_1", "y_2"]].to_numpy(), outputs[-1:], atol=TOL)
+    assert frame["sequence"].tolist() == list(range(len(series)))
+    np.testing.assert_allclose(frame[["y_0", "y_1", "y_2"]].to_numpy(), outputs, atol=TOL)
 
 
 @pytest.mark.parametrize("ext", ["keras", "h5"])
@@ -221,8 +237,8 @@ def test_stateful_cli_each_row_its_own_sequence(stateful_sample, tmp_path, ext):
     assert frame["t"].tolist() == [0] * len(series)
     np.testing.assert_allclose(frame[[f"hidden_{u}" for u in range(10)]].to_numpy(), hs, atol=TOL)
     np.testing.assert_allclose(frame[[f"cell_{u}" for u in range(10)]].to_numpy(), cs, atol=TOL)
-    # Without --stateful every row starts from zeros.
-    result = invoke("predict", model, data, "--sequence-column", "step", "--format", "csv")
+    # With --no-stateful every row starts from zeros.
+    result = invoke("predict", model, data, "--sequence-column", "step", "--no-stateful", "--format", "csv")
     frame = read_csv(result.stdout)
     assert np.abs(frame[["y_0", "y_1", "y_2"]].to_numpy()[1:] - outputs[1:]).max() > 1e-3
 

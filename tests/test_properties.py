@@ -108,7 +108,8 @@ def assert_trace_equals_reference(model, layers, x, hard_sigmoid, dtype, toleran
     for name, want in expected.items():
         for value in ("i", "f", "c", "o", "cell", "hidden"):
             got = ours[name][value].astype(np.float64)
-            scale = max(1.0, float(np.nanmax(np.abs(want[value]))))  # relu/linear can grow large
+            finite = np.abs(want[value][np.isfinite(want[value])])
+            scale = max(1.0, float(finite.max(initial=0.0)))  # relu/linear can grow large (or overflow: inf)
             np.testing.assert_allclose(got, want[value], rtol=tolerance, atol=tolerance * scale,
                                        err_msg=f"{name}.{value}")
 
@@ -127,6 +128,7 @@ def test_trace_equals_float64_equations(tmp_path, data, spec):
     assert_trace_equals_reference(model, layers, x, KERAS_VERSIONS[version], np.float32, 2e-4)
 
 
+@pytest.mark.keras_oracle
 def test_the_hand_written_layout_is_what_tf_keras_loads(tmp_path):
     """Control for ``write_lstm_h5``: tf-keras loads the file and computes what lstm-inspect does."""
     import tf_keras
@@ -156,6 +158,7 @@ def keras_configs(draw):
     }
 
 
+@pytest.mark.keras_oracle
 @settings(max_examples=8, **SETTINGS)
 @given(config=keras_configs(), features=st.integers(1, 3), where=st.sampled_from(["keras3.keras", "keras3.h5", "tfkeras.h5"]),
        seed=st.integers(0, 1000))

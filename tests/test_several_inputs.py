@@ -19,9 +19,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 import lstm_inspect as li
-from conftest import run_cli
 
 ENC_F, DEC_F, UNITS, VOCAB = 5, 6, 4, 6
 ENC_T, DEC_T, N = 7, 5, 3
@@ -113,7 +113,7 @@ def test_the_encoder_is_traced_with_the_encoder_input_alone(seq2seq):
 
 
 def test_the_decoder_starts_from_the_encoder_state(seq2seq):
-    (training, _, _), paths, data, files, _ = seq2seq
+    (training, _, _), paths, data, _, _ = seq2seq
     decoder = training.get_layer("decoder")
     probe = type(training)(training.inputs, decoder.output[0])
     expected = probe.predict([data["enc"], data["dec"]], verbose=0)  # (N, DEC_T, U)

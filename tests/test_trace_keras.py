@@ -22,6 +22,8 @@ from reference import (
 
 import lstm_inspect as li
 
+pytestmark = pytest.mark.keras_oracle  # every test here compares with Keras
+
 TOL = 1e-5
 
 # (backend, file) pairs: Keras 3 saves .keras and .h5; tf-keras 2.x saves .h5.
@@ -59,9 +61,9 @@ def test_hidden_and_final_state_equal_keras(saved_model, kind, backend, ext):
 
 
 @pytest.mark.parametrize("kind, backend, ext", [pytest.param(k, b, e, id=f"{k}-{b}.{e}") for k in MASKED_KINDS for b, e in FILES])
-def test_masked_models_hidden_equals_keras(model_dir, kind, backend, ext):
+def test_masked_models_hidden_equals_keras(kind, backend, ext):
     """Masks with Bidirectional, go_backwards, a chain of layers, Keras 3 functional graphs."""
-    keras_model, paths = build_masked(kind, backend, model_dir)
+    keras_model, paths = build_masked(kind, backend)
     x = masked_input(kind)
     traced = li.trace_arrays(li.load_model(str(paths[ext])), x[..., None] if "embedding" in kind else x)
     items = recurrent_inputs(keras_model, x)
@@ -166,8 +168,8 @@ def test_batch_split_across_threads_equals_keras(saved_model, kind, backend, ext
 
 
 @pytest.mark.parametrize("kind", MASKED_KINDS)
-def test_masked_batch_split_across_threads_equals_keras(model_dir, kind):
-    keras_model, paths = build_masked(kind, "keras3", model_dir)
+def test_masked_batch_split_across_threads_equals_keras(kind):
+    keras_model, paths = build_masked(kind, "keras3")
     x = masked_input(kind)
     model = li.load_model(str(paths["keras"]))
     traced = li.trace_arrays(model, x[..., None] if "embedding" in kind else x, options=li.ReplayOptions(threads=2, chunk=3))

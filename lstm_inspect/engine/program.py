@@ -21,8 +21,9 @@ time axis, (N, T) token ids for an Embedding.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -215,10 +216,7 @@ class Program:
         self.outputs = tuple(outputs)
         self.output_names = {edge.layer for edge in outputs}
         # Whether any step can be masked (decides the `masked` output column up front).
-        self.may_mask = any(
-            isinstance(op, FeedForwardOp) and (type(op.layer).__name__ == "Masking" or getattr(op.layer, "mask_zero", False))
-            for op in ops
-        )
+        self.may_mask = any(isinstance(op, FeedForwardOp) and op.layer.makes_mask for op in ops)
         self.recurrent: dict[str, RecurrentOp] = {}
         for op in ops:
             if isinstance(op, RecurrentOp):
@@ -244,7 +242,7 @@ class Program:
         states: Mapping[str, Sequence[NDArray]] | None = None,
         stop_after: Sequence[str] | None = None,
         keep_outputs: bool = False,
-    ) -> "Replay":
+    ) -> Replay:
         """Replay a batch: ``x`` is one array (one input), a list in ``input_names`` order, or a
         dict by input name.
 
@@ -395,7 +393,6 @@ def compile_model(
             f"{model.label}: a Keras 3 weights-only file does not record the layer order; "
             "replay needs the model (.keras or .h5 saved with model.save), or its architecture with --config"
         )
-    specs = {spec.name: spec for spec in graph.layers}
     sources = _sources(model, start)
     wiring = {spec.name: _wiring(spec, sources, start) for spec in graph.layers if spec.name not in sources.skip}
     if upto:
@@ -557,7 +554,7 @@ class _OpBuilder:
         if cls == "Unknown":
             raise self._stuck(spec, "its kind cannot be told from a weights-only file")
         if cls == "Lambda":
-            raise self._stuck(spec, "Lambda layers hold Python code, which lstm-inspect never runs")
+            raise self._stuck(spec, "holds Python code, which lstm-inspect never runs")
         definition = op_for(cls)
         if definition is None:
             if spec.custom:
@@ -565,7 +562,8 @@ class _OpBuilder:
             raise self._stuck(spec, "cannot be replayed (not a layer lstm-inspect knows; a custom layer is never run)")
         context = BuildContext(spec, self.model.weights.get(spec.name, {}), label=self.model.label, dtype=self.dtype,
                                hard_sigmoid=self.hard, warn=self.model.warn,
-                               child_weights=lambda name: self.model.weights.get(name, {}))
+                               child_weights=lambda name: self.model.weights.get(name, {}),
+                               keras_major=self.model.keras_major)
         return FeedForwardOp(definition.build(context))
 
     def _stuck(self, spec: LayerSpec, reason: str) -> UnsupportedLayer:
@@ -613,16 +611,15 @@ class _OpBuilder:
             if shape is None and len(graph.inputs) == 1:
                 shape = graph.input_shape
         first = _first_reader(FEED + name, ops)
-        if isinstance(first, FeedForwardOp) and type(first.layer).__name__ == "Embedding":
-            return InputSpec(name, shape, token_ids=True, vocabulary=int(first.layer.table.shape[0]),
-                             layer_name=first.layer.layer_name)
+        if isinstance(first, FeedForwardOp) and first.layer.token_vocabulary is not None:
+            return InputSpec(name, shape, token_ids=True, vocabulary=first.layer.token_vocabulary, layer_name=first.name)
         if shape is None:
             if isinstance(first, RecurrentOp):
                 shape = (None,) * (1 + first.layer.kind.spatial_rank) + (first.layer.weights.features,)
             elif isinstance(first, BidirectionalOp):
                 shape = (None,) * (1 + first.forward.layer.kind.spatial_rank) + (first.forward.layer.weights.features,)
-            elif isinstance(first, FeedForwardOp) and type(first.layer).__name__ == "Dense":
-                shape = (None, int(first.layer.kernel.shape[0]))
+            elif isinstance(first, FeedForwardOp) and first.layer.input_features() is not None:
+                shape = (None, first.layer.input_features())
         return InputSpec(name, shape)
 
 
@@ -631,7 +628,7 @@ def _first_reader(feed: str, ops: list[GraphOp]) -> GraphOp | None:
     sources = {feed}
     for op in ops:
         if any(edge.layer in sources for edge in op.inputs):
-            if isinstance(op, FeedForwardOp) and type(op.layer).__name__ == "Identity":
+            if isinstance(op, FeedForwardOp) and op.layer.is_identity:
                 sources.add(op.name)
                 continue
             return op

@@ -9,7 +9,8 @@ with ``return_state``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,7 +30,7 @@ class GraphOp:
     inputs: tuple = ()
     traced_names: tuple[str, ...] = ()  # recurrent layers (directions) this op steps
 
-    def run(self, inputs: list[Tensor], ctx: "RunContext") -> Iterator[StepBlock]:
+    def run(self, inputs: list[Tensor], ctx: RunContext) -> Iterator[StepBlock]:
         raise NotImplementedError
         yield  # pragma: no cover
 
@@ -37,7 +38,7 @@ class GraphOp:
 class RecurrentOp(GraphOp):
     """One recurrent layer (or one direction of a Bidirectional)."""
 
-    def __init__(self, layer: "RecurrentLayer", scan: Scan) -> None:
+    def __init__(self, layer: RecurrentLayer, scan: Scan) -> None:
         self.layer = layer
         self.scan = scan
         spec = layer.spec
@@ -46,7 +47,7 @@ class RecurrentOp(GraphOp):
         self.channels_first = str(spec.get("data_format") or "channels_last") == "channels_first"
         self.traced_names = (layer.name,)
 
-    def step(self, tensor: Tensor, ctx: "RunContext", wired: list[Tensor], keep_sequence: bool,
+    def step(self, tensor: Tensor, ctx: RunContext, wired: list[Tensor], keep_sequence: bool,
              zero_output: bool) -> Iterator[StepBlock]:
         """Scan ``tensor`` from the state the caller gave, else the ``wired`` state tensors, else zeros."""
         x = tensor.value
@@ -70,7 +71,7 @@ class RecurrentOp(GraphOp):
             return value
         return np.moveaxis(value, -1, 2 if time_axis else 1)
 
-    def run(self, inputs: list[Tensor], ctx: "RunContext") -> Iterator[StepBlock]:
+    def run(self, inputs: list[Tensor], ctx: RunContext) -> Iterator[StepBlock]:
         tensor = inputs[0]
         return_sequences = self.layer.return_sequences
         keep = return_sequences and self.name not in ctx.unused
@@ -98,7 +99,7 @@ class BidirectionalOp(GraphOp):
         if merge_mode not in ("concat", "sum", "ave", "mul", None):
             raise UnsupportedLayer(f"layer '{forward.layer.wrapper}': merge_mode '{merge_mode}' is not supported")
 
-    def run(self, inputs: list[Tensor], ctx: "RunContext") -> Iterator[StepBlock]:
+    def run(self, inputs: list[Tensor], ctx: RunContext) -> Iterator[StepBlock]:
         tensor = inputs[0]
         states = inputs[1:]
         half = len(states) // 2

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -50,7 +51,7 @@ class StepBlock:
     convolutional layer ((y, x) for ConvLSTM2D).  ``masked`` is (S, N) or None.
     """
 
-    layer: "RecurrentLayer"
+    layer: RecurrentLayer
     t: NDArray[np.int64]  # (S,)
     values: dict[str, NDArray]  # name -> (S, N, *positions, U)
     masked: NDArray[np.bool_] | None = None  # (S, N)
@@ -100,7 +101,7 @@ class Scan:
     (N, T, *positions, U) in processing order.
     """
 
-    def __init__(self, layer: "RecurrentLayer", cell: Cell, *, chunk: int = DEFAULT_CHUNK, threads: int | None = None,
+    def __init__(self, layer: RecurrentLayer, cell: Cell, *, chunk: int = DEFAULT_CHUNK, threads: int | None = None,
                  pre_activation: bool = False) -> None:
         self.layer = layer
         self.cell = cell

@@ -48,7 +48,19 @@ def guess_kind(gates: int, spatial_rank: int) -> RecurrentKind | None:
 
 
 __all__ = [
-    "CELL_CLASSES", "CUDNN_CLASSES", "Cell", "ExportOrder", "KINDS", "RECURRENT_CLASSES", "ROW_MEANING",
-    "RecurrentKind", "RecurrentWeights", "StoredLocation", "canonical_name", "gate_count", "guess_kind",
-    "kind_named", "kind_of",
+    "CELL_CLASSES",
+    "CUDNN_CLASSES",
+    "KINDS",
+    "RECURRENT_CLASSES",
+    "ROW_MEANING",
+    "Cell",
+    "ExportOrder",
+    "RecurrentKind",
+    "RecurrentWeights",
+    "StoredLocation",
+    "canonical_name",
+    "gate_count",
+    "guess_kind",
+    "kind_named",
+    "kind_of",
 ]

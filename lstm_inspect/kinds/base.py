@@ -17,8 +17,9 @@ cells.  Everything else (frames, stats, views, export) asks the kind.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -93,12 +94,26 @@ class RecurrentKind:
     def cell(
         self, weights: RecurrentWeights, activation: Activation, recurrent_activation: Activation, dtype: np.dtype,
         config: Mapping[str, Any],
-    ) -> "Cell":
+    ) -> Cell:
         """The weights arranged for stepping, with this kind's step equations."""
         raise NotImplementedError
 
     def equations(self, activation: str, recurrent_activation: str, use_bias: bool, reset_after: bool) -> list[str]:
         """The step equations in words, with this layer's activations."""
+        raise NotImplementedError
+
+    def step_source(self, name: str, activation: str, recurrent_activation: str, use_bias: bool,
+                    reset_after: bool) -> str:
+        """NumPy source of one step, for ``lstm-inspect code``: ``def name(x, state, w)``.
+
+        ``x`` is (N, F), ``state`` the list of this kind's state arrays ((N, U)
+        each, in ``states`` order), ``w`` the layer's canonical arrays by name
+        (``kernel``, ``recurrent_kernel``, ``bias``, ``recurrent_bias``).  It
+        returns ``(new_state, gates)``: the new state list and the recorded
+        gates by trace column (``{}`` for a kind that records none).  The
+        activations are called by their Keras names, which the script defines.
+        Raises NotImplementedError for a kind the code generator cannot write.
+        """
         raise NotImplementedError
 
     def __repr__(self) -> str:

@@ -16,7 +16,8 @@ the gate blocks i, f, c, o along the last axis.  The step loop is the LSTM's
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -47,6 +48,10 @@ class _ConvLSTM(LSTM):
             f"i = {ra}(pre_i)   f = {ra}(pre_f)   c = {a}(pre_c)   o = {ra}(pre_o)",
             f"cell = f·cell_prev + i·c        hidden = o·{a}(cell)",
         ]
+
+    def step_source(self, name: str, activation: str, recurrent_activation: str, use_bias: bool,
+                    reset_after: bool) -> str:
+        raise NotImplementedError  # a convolution per step: not written out by `lstm-inspect code`
 
 
 class ConvLSTM1D(_ConvLSTM):

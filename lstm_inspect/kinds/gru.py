@@ -19,7 +19,8 @@ is ``h`` there).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,7 +33,7 @@ from .layout import RecurrentWeights
 class GRU(RecurrentKind):
     name = "GRU"
     gates = ("z", "r", "c")
-    gate_names = {"z": "update gate", "r": "reset gate", "c": "candidate"}
+    gate_names: ClassVar[Mapping[str, str]] = {"z": "update gate", "r": "reset gate", "c": "candidate"}
     recurrent_gates = ("z", "r")
     keras1_letters = ("z", "r", "h")
     two_biases = True
@@ -62,6 +63,37 @@ class GRU(RecurrentKind):
             f"z = {ra}(x_z + h_prev·U_z)   r = {ra}(x_r + h_prev·U_r)   c = {a}(x_c + (r·h_prev)·U_c)",
             "hidden = z·h_prev + (1 - z)·c   (reset_after=False)",
         ]
+
+    def step_source(self, name: str, activation: str, recurrent_activation: str, use_bias: bool,
+                    reset_after: bool) -> str:
+        a, ra = activation, recurrent_activation
+        head = f'''def {name}(x, state, w):
+    """One GRU step ({a}, {ra}, reset_after={reset_after}): x (N, F), state [h] (N, U) -> new [h] and the gates."""
+    (h,) = state
+    U = h.shape[1]
+    # Keras' column blocks are z, r, c (update, reset, candidate): gate k of unit u is column k*U + u.
+'''
+        x_side = 'x @ w["kernel"]' + (' + w["bias"]' if use_bias else "")
+        if reset_after:
+            h_side = 'h @ w["recurrent_kernel"]' + (' + w["recurrent_bias"]' if use_bias else "")
+            body = f'''    xs = {x_side}  # (N, 3U), input side with its own bias
+    hs = {h_side}  # (N, 3U), recurrent side with its own bias
+    z = {ra}(xs[:, 0 * U : 1 * U] + hs[:, 0 * U : 1 * U])  # update gate
+    r = {ra}(xs[:, 1 * U : 2 * U] + hs[:, 1 * U : 2 * U])  # reset gate
+    c = {a}(xs[:, 2 * U : 3 * U] + r * hs[:, 2 * U : 3 * U])  # reset_after: r scales h·U_c + its bias
+'''
+        else:
+            side = "input side, with the one bias" if use_bias else "input side"
+            body = f'''    xs = {x_side}  # (N, 3U), {side}
+    R = w["recurrent_kernel"]  # (U, 3U)
+    z = {ra}(xs[:, 0 * U : 1 * U] + h @ R[:, 0 * U : 1 * U])  # update gate
+    r = {ra}(xs[:, 1 * U : 2 * U] + h @ R[:, 1 * U : 2 * U])  # reset gate
+    c = {a}(xs[:, 2 * U : 3 * U] + (r * h) @ R[:, 2 * U : 3 * U])  # reset_after=False: r scales h first
+'''
+        tail = '''    hidden = z * h + (1 - z) * c  # z keeps the old state, 1 - z takes the candidate
+    return [hidden], {"z": z, "r": r, "c": c}
+'''
+        return head + body + tail
 
 
 class GRUCell(Cell):

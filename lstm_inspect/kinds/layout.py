@@ -26,8 +26,9 @@ letters in.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -64,7 +65,7 @@ class StoredLocation:
 class RecurrentWeights:
     """A recurrent layer's weights in the canonical fused layout of its kind."""
 
-    kind: "RecurrentKind"
+    kind: RecurrentKind
     units: int
     kernel: NDArray  # (..., F, G*U)
     recurrent_kernel: NDArray  # (..., U, G*U)
@@ -144,7 +145,7 @@ def canonical_name(weight_name: str) -> str:
 
 
 def build_weights(
-    kind: "RecurrentKind",
+    kind: RecurrentKind,
     units: int | None,
     stored: Mapping[str, StoredArray],
     *,
@@ -235,7 +236,7 @@ def gate_count(stored: Mapping[str, StoredArray]) -> tuple[int, int, int] | None
 # ------------------------------------------------------------------ cuDNN
 
 
-def _check_kernels(kind: "RecurrentKind", units: int | None, kernel: NDArray, recurrent: NDArray, where: str) -> int:
+def _check_kernels(kind: RecurrentKind, units: int | None, kernel: NDArray, recurrent: NDArray, where: str) -> int:
     gates = len(kind.gates)
     if kernel.ndim != 2 or recurrent.ndim != 2:
         raise ModelFileError(f"{where}: kernel {kernel.shape} and recurrent_kernel {recurrent.shape} must be 2-D")
@@ -248,7 +249,7 @@ def _check_kernels(kind: "RecurrentKind", units: int | None, kernel: NDArray, re
     return units
 
 
-def _from_cudnn(kind: "RecurrentKind", units: int | None, stored: Mapping[str, StoredArray], where: str) -> RecurrentWeights:
+def _from_cudnn(kind: RecurrentKind, units: int | None, stored: Mapping[str, StoredArray], where: str) -> RecurrentWeights:
     """Keras 2's CuDNNLSTM / CuDNNGRU: per-gate blocks in cuDNN's memory order, split biases."""
     gates = kind.gates
     label = f"CuDNN{kind.name}"
@@ -296,7 +297,7 @@ def _from_cudnn(kind: "RecurrentKind", units: int | None, stored: Mapping[str, S
 # ------------------------------------------------------------------ Keras 1
 
 
-def _from_keras1(kind: "RecurrentKind", units: int | None, stored: Mapping[str, StoredArray], where: str) -> RecurrentWeights:
+def _from_keras1(kind: RecurrentKind, units: int | None, stored: Mapping[str, StoredArray], where: str) -> RecurrentWeights:
     """Keras 1: ``W_<g>, U_<g>, b_<g>`` one per gate (named by the kind's Keras 1 letters), or fused ``W, U, b``."""
     letters = kind.keras1_letters
     if "W" in stored or not letters:

@@ -20,7 +20,8 @@ once, so one ``tanh`` over all four gates serves both activations.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,7 +34,7 @@ from .layout import RecurrentWeights
 class LSTM(RecurrentKind):
     name = "LSTM"
     gates = ("i", "f", "c", "o")
-    gate_names = {"i": "input gate", "f": "forget gate", "c": "candidate", "o": "output gate"}
+    gate_names: ClassVar[Mapping[str, str]] = {"i": "input gate", "f": "forget gate", "c": "candidate", "o": "output gate"}
     states = ("h", "c")
     extra_values = ("cell",)
     recurrent_gates = ("i", "f", "o")
@@ -55,6 +56,26 @@ class LSTM(RecurrentKind):
             f"i = {ra}(pre_i)   f = {ra}(pre_f)   c = {a}(pre_c)   o = {ra}(pre_o)",
             f"cell = f·cell_prev + i·c        hidden = o·{a}(cell)",
         ]
+
+    def step_source(self, name: str, activation: str, recurrent_activation: str, use_bias: bool,
+                    reset_after: bool) -> str:
+        a, ra = activation, recurrent_activation
+        bias = ' + w["bias"]' if use_bias else ""
+        return f'''def {name}(x, state, w):
+    """One LSTM step ({a}, {ra}): x (N, F), state [h, c] (N, U) each -> new [h, c] and the gates."""
+    h, c = state
+    U = h.shape[1]
+    # One product per tensor, and the bias added once per step (not once per product).
+    z = x @ w["kernel"] + h @ w["recurrent_kernel"]{bias}  # (N, 4U)
+    # Keras' column blocks are i, f, c, o (not i, f, o, c): gate k of unit u is column k*U + u.
+    i = {ra}(z[:, 0 * U : 1 * U])  # input gate
+    f = {ra}(z[:, 1 * U : 2 * U])  # forget gate
+    g = {a}(z[:, 2 * U : 3 * U])  # candidate ("c" in the trace)
+    o = {ra}(z[:, 3 * U : 4 * U])  # output gate
+    cell = f * c + i * g
+    hidden = o * {a}(cell)  # the next layer reads hidden, not cell
+    return [hidden, cell], {{"i": i, "f": f, "c": g, "o": o}}
+'''
 
 
 # Internal column order i, f, o, c (the recurrent-activation gates contiguous), as indices

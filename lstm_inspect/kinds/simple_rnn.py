@@ -6,7 +6,8 @@ stores the same three arrays as ``W, U, b``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,7 +20,7 @@ from .layout import RecurrentWeights
 class SimpleRNN(RecurrentKind):
     name = "SimpleRNN"
     gates = ("h",)
-    gate_names = {"h": "hidden"}
+    gate_names: ClassVar[Mapping[str, str]] = {"h": "hidden"}
     records_gates = False  # its one block is the hidden state
     keras_classes = ("SimpleRNN",)
     cell_classes = ("SimpleRNNCell",)
@@ -36,6 +37,16 @@ class SimpleRNN(RecurrentKind):
     def equations(self, activation: str, recurrent_activation: str, use_bias: bool, reset_after: bool) -> list[str]:
         bias = " + bias" if use_bias else ""
         return [f"hidden = {activation}(x·kernel + h_prev·recurrent_kernel{bias})"]
+
+    def step_source(self, name: str, activation: str, recurrent_activation: str, use_bias: bool,
+                    reset_after: bool) -> str:
+        bias = ' + w["bias"]' if use_bias else ""
+        return f'''def {name}(x, state, w):
+    """One SimpleRNN step ({activation}): x (N, F), state [h] (N, U) -> new [h] (it records no gates)."""
+    (h,) = state
+    hidden = {activation}(x @ w["kernel"] + h @ w["recurrent_kernel"]{bias})
+    return [hidden], {{}}
+'''
 
 
 class SimpleRNNCell(Cell):

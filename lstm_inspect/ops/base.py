@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,10 +20,24 @@ class Tensor:
 
     ``mask`` is (N, T) booleans (True = a real step) for tensors with a time
     axis (axis 1) that carry a mask, else None.
+
+    ``live_mask`` is the mask Keras 3 attaches to the tensor while it runs,
+    where that differs from ``mask`` (``...``: no difference).  They differ
+    after a Keras 3 MultiHeadAttention, which removes the mask of the tensors
+    it reads at run time: layers that look at the tensor's mask then
+    (Attention, MultiHeadAttention, the merges) see ``live_mask``, while
+    recurrent layers take the mask the saved graph recorded for them, which
+    is ``mask``.
     """
 
     value: NDArray
     mask: NDArray[np.bool_] | None = None
+    live_mask: Any = ...
+
+    @property
+    def live(self) -> NDArray[np.bool_] | None:
+        """The mask Keras attaches to this tensor at run time (see ``live_mask``)."""
+        return self.mask if self.live_mask is ... else self.live_mask
 
     @property
     def rank(self) -> int:
@@ -41,9 +56,16 @@ class Layer:
     """
 
     keeps_mask = True
+    makes_mask = False  # it can mask steps (Masking; Embedding with mask_zero)
+    is_identity = False  # computes nothing at inference (Dropout, noise, InputLayer)
+    token_vocabulary: int | None = None  # reads token ids from a vocabulary of this size (Embedding)
 
     def apply(self, inputs: list[Tensor]) -> list[Tensor]:
         raise NotImplementedError
+
+    def input_features(self) -> int | None:
+        """The width of the last input axis this layer takes, where its weights fix it."""
+        return None
 
     def wrap(self, inputs: Sequence[Tensor], *values: NDArray) -> list[Tensor]:
         """Output tensors for ``values``, carrying the first input's mask when this layer keeps it
@@ -52,7 +74,7 @@ class Layer:
         result = []
         for value in values:
             keep = mask is not None and value.ndim >= 2 and value.shape[:2] == mask.shape
-            result.append(Tensor(value, mask if keep else None))
+            result.append(Tensor(value, mask, inputs[0].live_mask) if keep else Tensor(value))
         return result
 
 
@@ -74,6 +96,9 @@ class BuildContext:
     ``weights`` its stored tensors by name (see ``model.py`` for how names
     are given: Keras' own names, ``kernel``, ``bias``, ... or positional
     ``0, 1, ...`` mapped through the builder's ``variables``).
+    ``keras_major``: the major version of the Keras that saved the file (None
+    when unknown), for layers whose maths or masks differ between Keras 2
+    and Keras 3 (the merge layers' masks).
     """
 
     def __init__(
@@ -86,6 +111,7 @@ class BuildContext:
         hard_sigmoid: str,
         warn: Callable[[str], None],
         child_weights: Callable[[str], Mapping[str, StoredArray]] = lambda name: {},
+        keras_major: int | None = None,
     ) -> None:
         self.spec = spec
         self.weights = weights
@@ -94,6 +120,7 @@ class BuildContext:
         self.hard_sigmoid = hard_sigmoid
         self.warn = warn
         self._child_weights = child_weights
+        self.keras_major = keras_major
 
     @property
     def config(self) -> Mapping[str, Any]:
@@ -140,10 +167,11 @@ class BuildContext:
         """An error naming the file and this layer: raise it for weights or settings that make no sense."""
         return ModelFileError(f"{self.label}: {self.where}: {message}")
 
-    def child(self, spec: Any) -> "BuildContext":
+    def child(self, spec: Any) -> BuildContext:
         """The context of a wrapped layer (TimeDistributed's ``layer``)."""
         return BuildContext(spec, self._child_weights(spec.name), label=self.label, dtype=self.dtype,
-                            hard_sigmoid=self.hard_sigmoid, warn=self.warn, child_weights=self._child_weights)
+                            hard_sigmoid=self.hard_sigmoid, warn=self.warn, child_weights=self._child_weights,
+                            keras_major=self.keras_major)
 
     def build_child(self, spec: Any) -> Layer:
         """Build a wrapped layer with its own registered builder."""

@@ -1,4 +1,5 @@
-"""Core layers: the inference-time identities, Dense, Activation, Masking and Embedding."""
+"""Core layers: the inference-time identities (dropout, noise, Identity, image augmentations), Dense, Activation,
+Masking and Embedding."""
 
 from __future__ import annotations
 
@@ -19,10 +20,43 @@ IDENTITIES = (
     "GaussianDropout",
     "AlphaDropout",
     "ActivityRegularization",
+    "Identity",  # keras.layers.Identity (Keras 3 and tf-keras)
+)
+
+
+# Image augmentation layers: they act only in training; at inference they return their input
+# (Keras 3 and tf-keras: RandomFlip ... RandomBrightness; the rest Keras 3 only).  They do not support
+# masking, so a mask ends there.  (RandomCrop is not one of them: tf-keras crops at inference.)
+AUGMENTATIONS = (
+    "RandomFlip",
+    "RandomRotation",
+    "RandomTranslation",
+    "RandomZoom",
+    "RandomContrast",
+    "RandomBrightness",
+    "RandomGrayscale",
+    "RandomHue",
+    "RandomSaturation",
+    "RandomSharpness",
+    "RandomShear",
+    "RandomColorJitter",
+    "RandomColorDegeneration",
+    "RandomInvert",
+    "RandomPosterization",
+    "RandomErasing",
+    "RandomGaussianBlur",
+    "RandomPerspective",
+    "RandomElasticTransform",
+    "AugMix",
+    "CutMix",
+    "MixUp",
+    "RandAugment",
 )
 
 
 class Identity(Layer):
+    is_identity = True
+
     def apply(self, inputs: list[Tensor]) -> list[Tensor]:
         return [inputs[0]]
 
@@ -30,6 +64,11 @@ class Identity(Layer):
 @register(*IDENTITIES)
 def build_identity(ctx: BuildContext) -> Layer:
     return Identity()
+
+
+@register(*AUGMENTATIONS)
+def build_augmentation(ctx: BuildContext) -> Layer:
+    return FunctionLayer(lambda x: x, keeps_mask=False)
 
 
 class Dense(Layer):
@@ -45,6 +84,9 @@ class Dense(Layer):
             )
         self.activation = ctx.activation("activation", None)
         self.name = ctx.name
+
+    def input_features(self) -> int | None:
+        return int(self.kernel.shape[0])
 
     def apply(self, inputs: list[Tensor]) -> list[Tensor]:
         x = inputs[0].value
@@ -71,6 +113,8 @@ def build_activation(ctx: BuildContext) -> Layer:
 class Masking(Layer):
     """Steps whose features all equal ``mask_value`` are masked (and zeroed, as Keras does)."""
 
+    makes_mask = True
+
     def __init__(self, mask_value: float) -> None:
         self.mask_value = mask_value
 
@@ -92,6 +136,8 @@ class Embedding(Layer):
 
     def __init__(self, table: NDArray, mask_zero: bool, name: str) -> None:
         self.table, self.mask_zero, self.layer_name = table, mask_zero, name
+        self.makes_mask = mask_zero
+        self.token_vocabulary = int(table.shape[0])
 
     def apply(self, inputs: list[Tensor]) -> list[Tensor]:
         ids = inputs[0].value

@@ -206,6 +206,17 @@ def input_options(fn):
     return fn
 
 
+def cluster_options(fn):
+    """Where a dataset is replayed: here, or on Dask (``lstm-inspect[dask]``)."""
+    options = [
+        click.option("--scheduler", default=None, metavar="ADDRESS", help="Run on this dask.distributed scheduler (tcp://host:8786); the workers must reach INPUT and -o DIR/."),
+        click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N", help="Run on a local Dask cluster of N worker processes."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 # ------------------------------------------------------------------ group
 
 
@@ -297,6 +308,7 @@ def weights(model_path: str, config_path: str | None, layer_names, gates, show_v
 @click.option("--reduce", type=click.Choice(["mean", "max"]), default=None, help="ConvLSTM layers: each filter's mean or max over all positions, instead of one row per position.")
 @click.option("--vocab", "vocab_path", default=None, metavar="FILE", help="--format lstmvis: token texts for the words file (a JSON list or dict, or one token per line).")
 @input_options
+@cluster_options
 @output_options((*TABLE_FORMATS, "lstmvis"))
 def trace(model_path, config_path, input_paths, layer_names, units, gates, pre_activation, wide, position, reduce, fmt,
           output, vocab_path, **input_kw) -> None:
@@ -312,6 +324,14 @@ def trace(model_path, config_path, input_paths, layer_names, units, gates, pre_a
       lstm-inspect trace model.keras input.csv --layer lstm --units 0-3 --gates i,f,o
       cat input.csv | lstm-inspect trace model.keras - | head
       lstm-inspect trace model.h5 data.csv --sequence-column id --stateful -o trace.csv
+      lstm-inspect trace model.h5 'logs/*.parquet' --sequence-column id --workers 2 -o trace/
+
+    INPUT may be a dataset: a folder, a glob or a URL of CSV, Parquet or .npy
+    files, read one partition (file) at a time, for a model with one input
+    (or the layer of --from; a model of several inputs takes files). -o DIR/
+    writes a partitioned Parquet dataset, one part per partition; --workers N
+    or --scheduler ADDRESS replays the partitions on Dask (needs
+    lstm-inspect[dask]).
     """
     import itertools
 
@@ -320,7 +340,12 @@ def trace(model_path, config_path, input_paths, layer_names, units, gates, pre_a
     from .tracing import trace_blocks
 
     model = _load(model_path, config_path)
-    options, inputs, states = _replay_setup(model, input_paths, input_kw, pre_activation)
+    # -o DIR with --format lstmvis is LSTMVis' folder, not a partitioned dataset
+    on_dataset = _dataset_setup(model, input_paths, input_kw, None if fmt == "lstmvis" else output, pre_activation)
+    if on_dataset is None:
+        options, inputs, states = _replay_setup(model, input_paths, input_kw, pre_activation)
+    else:
+        options = on_dataset[1].options
     selected = model.select_recurrent(layer_names)
     program = compile_model(model, options, upto=[layer.name for layer in selected], start=input_kw["start"])
     try:
@@ -330,11 +355,20 @@ def trace(model_path, config_path, input_paths, layer_names, units, gates, pre_a
         raise click.UsageError(str(exc)) from None
     _check_units(selected, units)
     if fmt == "lstmvis":  # a folder of files for LSTMVis (lstm_inspect.lstmvis)
+        if on_dataset is not None:
+            raise click.UsageError("--format lstmvis takes INPUT files, not a dataset (a folder, glob or URL) "
+                                   "or --workers/--scheduler")
         _write_lstmvis(output, model, inputs, selected, program, gates, vocab_path, options, input_kw, states)
         return
-    blocks = trace_blocks(model, inputs, layers=[layer.name for layer in selected], options=options,
-                          initial_states=states, program=program)
-    blocks = focus_positions(blocks, position, reduce)
+    if on_dataset is not None:
+        blocks = _trace_dataset(model, *on_dataset, selected, spec, wide, position, reduce, fmt, output, input_kw,
+                                [model_path, config_path, *input_paths, input_kw["initial_state"]])
+        if blocks is None:
+            return  # written as a partitioned Parquet dataset
+    else:
+        blocks = trace_blocks(model, inputs, layers=[layer.name for layer in selected], options=options,
+                              initial_states=states, program=program)
+        blocks = focus_positions(blocks, position, reduce)
     # Replay the first chunk before writing anything, so that input errors found by the
     # replay (feature count, token ids) leave stdout empty, as `predict` does.
     first = next(blocks, None)
@@ -354,6 +388,7 @@ def trace(model_path, config_path, input_paths, layer_names, units, gates, pre_a
 @model_options
 @click.argument("input_paths", metavar="INPUT...", nargs=-1, required=True)
 @input_options
+@cluster_options
 @output_options(TABLE_FORMATS)
 def predict(model_path, config_path, input_paths, fmt, output, **input_kw) -> None:
     """The model's output for INPUT, computed in NumPy (what model.predict returns).
@@ -365,11 +400,21 @@ def predict(model_path, config_path, input_paths, fmt, output, **input_kw) -> No
     \b
       lstm-inspect predict model.keras input.csv
       lstm-inspect predict model.h5 batch.npy --format json
+      lstm-inspect predict model.keras 'data/*.npy' --workers 2 -o predictions/
+
+    INPUT may be a dataset (a folder, glob or URL of CSV, Parquet or .npy
+    files) for a model with one input; -o DIR/ writes a partitioned Parquet
+    dataset; --workers N or --scheduler ADDRESS runs on Dask (see trace --help).
     """
     from .frames import predict_block, predict_columns
     from .tracing import predict_batches
 
     model = _load(model_path, config_path)
+    on_dataset = _dataset_setup(model, input_paths, input_kw, output)
+    if on_dataset is not None:
+        _predict_dataset(model, *on_dataset, fmt, output, input_kw,
+                         [model_path, config_path, *input_paths, input_kw["initial_state"]])
+        return
     options, inputs, states = _replay_setup(model, input_paths, input_kw, False)
     batches = predict_batches(model, inputs, options=options, initial_states=states, start=input_kw["start"])
     first_ids, first_outputs = next(batches)
@@ -442,6 +487,7 @@ def verify(model_path, config_path, input_paths, tolerance, fmt, output, **input
               help="Order the units of each layer and gate: by number, most saturated first, or largest std first.")
 @click.option("--top", type=click.IntRange(min=1), default=None, metavar="K", help="Only the first K units of each layer and gate (after --sort).")
 @input_options
+@cluster_options
 @output_options(TABLE_FORMATS)
 def stats(model_path, config_path, input_paths, layer_names, gates, sort, top, fmt, output, **input_kw) -> None:
     """Per layer, gate and unit over all steps of INPUT: mean, std, min, max, and how often saturated.
@@ -457,13 +503,24 @@ def stats(model_path, config_path, input_paths, layer_names, gates, sort, top, f
       lstm-inspect stats model.h5 input.csv
       lstm-inspect stats model.keras input.csv --sort saturation --top 3
       lstm-inspect stats model.h5 data.csv --gates f --format json
+      lstm-inspect stats model.h5 'data/*.parquet' --sequence-column id --workers 2
+
+    INPUT may be a dataset (a folder, glob or URL of CSV, Parquet or .npy
+    files) for a model with one input, read one partition (file) at a time;
+    --workers N or --scheduler ADDRESS summarises the partitions on Dask and
+    merges their running sums.
     """
     from .stats import STATS_COLUMNS, compute_stats, stats_blocks
 
     model = _load(model_path, config_path)
-    options, inputs, states = _replay_setup(model, input_paths, input_kw, False)
-    results = compute_stats(model, inputs, layers=layer_names, gates=gates, options=options, initial_states=states,
-                            start=input_kw["start"])
+    on_dataset = _dataset_setup(model, input_paths, input_kw, None)
+    if on_dataset is None:
+        options, inputs, states = _replay_setup(model, input_paths, input_kw, False)
+        results = compute_stats(model, inputs, layers=layer_names, gates=gates, options=options, initial_states=states,
+                                start=input_kw["start"])
+    else:
+        options = on_dataset[1].options
+        results = _stats_dataset(model, *on_dataset, layer_names, gates, input_kw)
     _emit(fmt, output, STATS_COLUMNS, stats_blocks(results, sort, top, options.dtype), [model_path, config_path, *input_paths, input_kw["initial_state"]],
           table=lambda console: _views().render_stats(results, console, sort, top))
 
@@ -667,33 +724,166 @@ def _note(message: str) -> None:
     click.echo(f"lstm-inspect: note: {message}", err=True)
 
 
+def _notes_once():
+    """A run's note handler that prints each note once (a dataset's partitions may give the same one)."""
+    seen: set[str] = set()
+
+    def handler(message: str) -> None:
+        if message not in seen:
+            seen.add(message)
+            _note(message)
+
+    return handler
+
+
 def _replay_setup(model, input_paths: Sequence[str], kw: dict, pre_activation: bool):
     """(replay options, the inputs as given (an InputRequest), initial states) from the command's options."""
+    from .inputs import read_initial_state, read_input
+    from .tracing import InputRequest, name_inputs
+
+    options = _replay_options(kw, pre_activation)
+    csv = _csv_options(kw)
+    sequences = {name: read_input(path, csv, dtype=options.dtype)
+                 for name, path in name_inputs(model, input_paths, kw["start"]).items()}
+    request = InputRequest(sequences, stateful=kw["stateful"], sequence_length=kw["sequence_length"])
+    states = read_initial_state(kw["initial_state"]) if kw["initial_state"] else None
+    return options, request, states
+
+
+def _replay_options(kw: dict, pre_activation: bool):
     import numpy as np
 
     from .engine import ReplayOptions
-    from .inputs import CsvOptions, read_initial_state, read_input
-    from .tracing import InputRequest, name_inputs
 
-    dtype = np.float64 if kw["dtype"] == "float64" else np.float32
-    options = ReplayOptions(
-        dtype=dtype,
+    return ReplayOptions(
+        dtype=np.float64 if kw["dtype"] == "float64" else np.float32,
         hard_sigmoid=kw["hard_sigmoid"],
         pre_activation=pre_activation,
         threads=kw["threads"],
         assume_activation=kw["assume_activation"],
         assume_recurrent_activation=kw["assume_recurrent_activation"],
     )
-    csv = CsvOptions(
+
+
+def _csv_options(kw: dict):
+    from .inputs import CsvOptions
+
+    return CsvOptions(
         header=kw["header"],
         columns=tuple(kw["columns"]) if kw["columns"] else None,
         sequence_column=kw["sequence_column"],
         delimiter=_delimiter(kw["delimiter"]),
     )
-    sequences = {name: read_input(path, csv, dtype=dtype) for name, path in name_inputs(model, input_paths, kw["start"]).items()}
-    request = InputRequest(sequences, stateful=kw["stateful"], sequence_length=kw["sequence_length"])
+
+
+def _dataset_setup(model, input_paths: Sequence[str], kw: dict, output: str | None, pre_activation: bool = False):
+    """For a dataset INPUT (a folder, glob or URL), --workers/--scheduler or -o DIR/: the
+    dataset and how to replay it; None for ordinary inputs (read whole, as before).
+
+    A dataset feeds a model with one input (or the one layer of --from): the
+    partitions of several datasets could not be paired into samples.
+    """
+    from .datasets import ReadSettings, is_dataset, open_dataset
+    from .inputs import read_initial_state
+    from .partitions import Replay, check_initial_states, is_folder_output
+    from .tracing import name_inputs
+
+    distributed = kw["workers"] or kw["scheduler"]
+    if not (distributed or is_folder_output(output) or any(is_dataset(_input_path(model, path, kw["start"]))
+                                                            for path in input_paths)):
+        return None
+    needed = [kw["start"]] if kw["start"] else list(model.graph.inputs)
+    if len(needed) > 1:
+        raise click.UsageError(
+            f"a dataset INPUT (a folder, glob or URL), --workers/--scheduler and -o DIR/ need a model with one input; "
+            f"this one has {len(needed)} ({', '.join(needed)}): give its inputs as files")
+    (path,) = name_inputs(model, input_paths, kw["start"]).values()
+    if path == "-":
+        raise click.UsageError("a dataset cannot be read from standard input")
+    options = _replay_options(kw, pre_activation)
+    settings = ReadSettings(_csv_options(kw), options.dtype, kw["sequence_length"])
     states = read_initial_state(kw["initial_state"]) if kw["initial_state"] else None
-    return options, request, states
+    check_initial_states(states)
+    stateful = kw["stateful"]
+    if stateful is None and kw["sequence_length"]:
+        stateful = False  # as for a file: --sequence-length alone replays each piece from the initial state
+    replay = Replay(options, stateful, states, kw["start"])
+    return open_dataset(path, settings), replay
+
+
+def _input_path(model, item: str, start: str | None) -> str:
+    """An INPUT argument's path: ``NAME=PATH`` without ``NAME=`` when NAME is one of the model's inputs."""
+    key, sep, path = item.partition("=")
+    return path if sep and (key in model.graph.inputs or key == start) else item
+
+
+def _cluster(kw: dict) -> dict:
+    """The run_* keywords that say where a dataset is replayed, with progress on a terminal's stderr."""
+    return {"scheduler": kw["scheduler"], "workers": kw["workers"], "progress": sys.stderr.isatty()}
+
+
+def _trace_dataset(model, dataset, replay, selected, spec, wide, position, reduce, fmt, output, kw, protect):
+    """Trace a dataset: written as a partitioned Parquet dataset (-o DIR/, here or on Dask), returning
+    None; or the traced steps of every partition in turn, for the other formats."""
+    from .frames import wide_columns
+    from .partitions import TraceLayout, is_folder_output, run_trace, serial_trace
+
+    columns = wide_columns(selected, spec) if wide else spec.long_columns
+    layout = TraceLayout(tuple(layer.name for layer in selected), spec, wide,
+                         tuple(position) if position is not None else None, reduce, tuple(columns))
+    if is_folder_output(output):
+        _check_folder_format(fmt)
+        _dataset_written(run_trace(model, dataset, layout, replay, output, protect=protect, **_cluster(kw)))
+        return None
+    _no_cluster_without_folder(kw)
+    return serial_trace(model, dataset, layout, replay)
+
+
+def _predict_dataset(model, dataset, replay, fmt, output, kw, protect) -> None:
+    """Predict over a dataset: a partitioned Parquet dataset (-o DIR/, here or on Dask), or rows in any format."""
+    import itertools
+
+    from .partitions import is_folder_output, run_predict, serial_predict
+
+    if is_folder_output(output):
+        _check_folder_format(fmt)
+        _dataset_written(run_predict(model, dataset, replay, output, protect=protect, **_cluster(kw)))
+        return
+    _no_cluster_without_folder(kw)
+    blocks = serial_predict(model, dataset, replay)
+    first = next(blocks)  # a dataset holds at least one sequence
+    columns = list(first.columns)
+    rows = itertools.chain([first], blocks)
+
+    def table(console):
+        lines = []
+        for block in rows:
+            lines.extend(zip(*[_expand(column, block.rows) for column in block.data]))
+        _views().render_rows(columns, lines, console, title=f"{model.label}: predict")
+
+    _emit(fmt, output, columns, rows, protect, table=table)
+
+
+def _stats_dataset(model, dataset, replay, layer_names, gates, kw):
+    from .partitions import run_stats
+    from .stats import plan_stats
+
+    plan = plan_stats(model, layer_names, gates, replay.options)
+    return run_stats(model, dataset, plan, replay, **_cluster(kw))
+
+
+def _no_cluster_without_folder(kw: dict) -> None:
+    if kw["workers"] or kw["scheduler"]:
+        raise click.UsageError("--workers/--scheduler write a partitioned Parquet dataset: give -o DIR/")
+
+
+def _check_folder_format(fmt: str | None) -> None:
+    if fmt not in (None, "parquet"):
+        raise click.UsageError(f"-o DIR/ writes a partitioned Parquet dataset; --format {fmt} writes one file: give -o FILE")
+
+
+def _dataset_written(summary) -> None:
+    click.echo(f"lstm-inspect: {summary.message()}", err=True)
 
 
 def _delimiter(value: str | None) -> str | None:
@@ -818,7 +1008,7 @@ def _run(args: list[str], debug: bool) -> int:
     from .notes import notes_to
 
     try:
-        with warnings.catch_warnings(), notes_to(_note):
+        with warnings.catch_warnings(), notes_to(_notes_once()):
             # NumPy's "overflow encountered in dot" from weights that overflow float32: the
             # output shows the inf/NaN it made, and stderr carries lstm-inspect's own lines only.
             warnings.simplefilter("ignore", RuntimeWarning)

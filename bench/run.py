@@ -20,6 +20,11 @@ Scenarios, each measured in this one run on this machine, same model and input:
 * S5  start-up: wall time of ``lstm-inspect --help``, of ``lstm-inspect weights
   sample_models/single_lstm.h5 --format csv`` and of ``lstm-inspect trace`` of
   the 10-row ``sample_models/single_lstm.csv``.
+* S6  ``lstm-inspect stats`` over a dataset of 20,000,000 steps (LSTM(32),
+  8 features, 8 .npy files of 250 × 10,000 steps) in one process against
+  ``--workers 2`` (a local Dask cluster, start-up included) and against
+  ``--scheduler`` with two ``dask worker`` processes in sessions of their own;
+  the outputs must agree.  Needs the dask extra.
 
 Every figure is the median of several runs (fewer for the big ones).  The
 machine may be busy with other work: the S1-S3 ratios compare runs made next
@@ -33,8 +38,10 @@ to each other, so they hold up better than absolute times.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import itertools
+import json
 import os
 import platform
 import re
@@ -62,6 +69,7 @@ TARGETS = {  # scenario -> the target, as printed
     "S4": "≥ 3,000,000 rows/s, peak RSS < 300 MB",
     "S4-f64": "≥ 1,500,000 rows/s, peak RSS < 300 MB",
     "S4-parquet": "≥ 10,000,000 rows/s, peak RSS < 300 MB",
+    "S6": "2 workers ≥ 1.5× one process",
 }
 STARTUP_LIMITS = {"help": 0.3, "weights": 0.3, "trace": 0.35}  # seconds, wall
 
@@ -427,6 +435,92 @@ def bench_startup(runs: int) -> list[Row]:
     return result
 
 
+# ------------------------------------------------------------------ S6
+
+
+def bench_dask(steps_total: int, work: Path) -> list[Row]:
+    """``stats`` over a dataset of ``steps_total`` steps: one process against 2 local Dask workers.
+
+    Each command runs in a session of its own (``setsid``).  Linux's autogroup scheduling shares the
+    CPU between sessions, so on a machine busy with other work a session's processes split one share
+    whatever their number; the third run therefore also gives each worker a session of its own, as
+    separate machines would be: ``dask scheduler`` and two ``dask worker`` processes, then
+    ``stats --scheduler``.
+    """
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        log("S6: skipped (needs the dask extra: pip install 'lstm-inspect[dask]')")
+        return [Row("S6", "stats on Dask", "skipped: dask not installed", TARGETS["S6"], "")]
+    files, per_file, steps = 8, 250, steps_total // (8 * 250)
+    log(f"S6: lstm-inspect stats over {files} .npy files of {per_file} × {steps:,} steps, one process vs 2 workers")
+    model_path = work / "S6.keras"
+    build_lstm(32, 8, model_path, seed=6)
+    data = work / "S6"
+    data.mkdir()
+    rng = np.random.default_rng(6)
+    for k in range(files):
+        np.save(data / f"part{k}.npy", rng.normal(size=(per_file, steps, 8)).astype(np.float32))
+    total = files * per_file * steps
+    command = [*cli_command(), "stats", str(model_path), str(data)]
+    walls, outputs = {}, {}
+
+    def run(label: str, extra: list[str]) -> None:
+        out = work / f"S6_{len(walls)}.csv"
+        walls[label], peak, _cpu = measured_run(["setsid", "--wait", *command, "-o", str(out), *extra])
+        outputs[label] = np.genfromtxt(out, delimiter=",", skip_header=1, usecols=range(3, 10))
+        log(f"  {label}: {walls[label]:.1f} s = {total / walls[label] / 1e6:.2f} M steps/s, peak RSS {peak:.0f} MB")
+
+    run("one process", [])
+    run("--workers 2", ["--workers", "2"])
+    with _own_sessions_cluster(work) as address:
+        run("2 worker sessions", ["--scheduler", address])
+    shutil.rmtree(data)
+    single = outputs["one process"]
+    # Figures are printed in float32: compare them relative to their size, or to 1 for those near zero.
+    difference = max(np.nanmax(np.abs(single - other) / np.maximum(np.abs(single), 1.0)) for other in outputs.values())
+    figures = [f"one process {walls['one process']:.1f} s ({total / walls['one process'] / 1e6:.2f} M steps/s)"]
+    for label in ("--workers 2", "2 worker sessions"):
+        figures.append(f"{label} {walls[label]:.1f} s → **{walls['one process'] / walls[label]:.2f}×**")
+    figures.append(f"largest difference of the printed figures {difference:.1e}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    figures.append(f"load average {load:.1f} on {os.cpu_count()} cores")
+    ratio = max(walls["one process"] / walls[label] for label in ("--workers 2", "2 worker sessions"))
+    verdict = "pass" if ratio >= 1.5 and difference < 1e-6 else "short"
+    return [Row("S6", f"stats, LSTM(32), {total:,} steps in {files} files", "; ".join(figures), TARGETS["S6"], verdict)]
+
+
+@contextlib.contextmanager
+def _own_sessions_cluster(work: Path):
+    """A scheduler and two single-threaded workers, each in a session of its own; yields the address."""
+    dask_cli = [str(Path(sys.executable).parent / "dask")]
+    scheduler_file = work / "scheduler.json"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    processes = [subprocess.Popen([*dask_cli, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                                   "--scheduler-file", str(scheduler_file)], start_new_session=True, **quiet)]
+    try:
+        deadline = time.monotonic() + 120
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = json.loads(scheduler_file.read_text())["address"]
+        for _ in range(2):
+            processes.append(subprocess.Popen([*dask_cli, "worker", address, "--nthreads", "1", "--nworkers", "1",
+                                               "--no-dashboard", "--memory-limit", "4GB"], start_new_session=True, **quiet))
+        from distributed import Client
+
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(2, timeout=120)
+        yield address
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
 # ------------------------------------------------------------------ report
 
 
@@ -467,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", default=os.environ.get("LSTM_INSPECT_BENCH_QUICK") == "1",
                         help="one run per figure and no 2,000,000-step S4 (env LSTM_INSPECT_BENCH_QUICK=1)")
-    parser.add_argument("--only", default="S1,S2,S3,S4,S5", help="comma-separated scenarios (default: all)")
+    parser.add_argument("--only", default="S1,S2,S3,S4,S5,S6", help="comma-separated scenarios (default: all)")
     parser.add_argument("--output", default=str(ROOT / "bench" / "results.md"),
                         help="Markdown report ('-' for none; default bench/results.md)")
     args = parser.parse_args(argv)
@@ -500,6 +594,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(bench_overlap(200_000, n, work))
         if "S5" in only:
             rows += bench_startup(3 if quick else 7)
+        if "S6" in only:
+            rows += bench_dask(2_000_000 if quick else 20_000_000, work)
     about = machine()
     print()
     print(f"lstm-inspect benchmark, {started}; {about}")

@@ -370,17 +370,19 @@ def draw(
     options: ReplayOptions | None = None,
     stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
+    start: str | None = None,
 ) -> Figure:
-    """A matplotlib Figure: ``heatmap`` (one sequence, values × layers) or ``saturation`` (all sequences)."""
+    """A matplotlib Figure: ``heatmap`` (one sequence, values × layers) or ``saturation`` (all sequences).
+    ``start`` feeds ``sequences`` to that layer (``--from``)."""
     from . import plot
 
     if kind == "heatmap":
         return plot.trace_figure(model, sequences, layers=layers, gates=gates, units=units, sequence=sequence,
-                                 options=options, stateful=stateful, initial_states=initial_states)
+                                 options=options, stateful=stateful, initial_states=initial_states, start=start)
     if kind == "saturation":
         plot.require_matplotlib()
         results = compute_stats(model, sequences, layers=layers, options=options, stateful=stateful,
-                                initial_states=initial_states)
+                                initial_states=initial_states, start=start)
         return plot.saturation_figure(results, title=f"{model.label}: gate saturation")
     raise ValueError(f"unknown plot kind {kind!r} (heatmap or saturation)")
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .engine import ReplayOptions
     from .inputs import InputFiles
     from .model import Model
+    from .outputs import Cluster
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -284,6 +285,23 @@ def input_arguments(fn: F) -> F:
     ])
 
 
+def cluster_options(fn: F) -> F:
+    """``--scheduler ADDRESS`` and ``--workers N`` -> ``cluster``: where a dataset INPUT is replayed (Dask's
+    progress bar shown where ours would be)."""
+
+    @functools.wraps(fn)
+    def collect(*args: Any, scheduler: str | None, workers: int | None, **kwargs: Any) -> Any:
+        from .outputs import Cluster
+
+        cluster = Cluster(scheduler, workers, progress=_terminal().shows_progress())
+        return fn(*args, cluster=cluster, **kwargs)
+
+    return _apply(collect, [
+        click.option("--scheduler", default=None, metavar="ADDRESS", help="Run on this dask.distributed scheduler (tcp://host:8786); the workers must reach INPUT and -o DIR/."),
+        click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N", help="Run on a local Dask cluster of N worker processes."),
+    ])
+
+
 def replay_options(*, numeric: bool = True) -> Callable[[F], F]:
     """The replay's settings -> ``replay``: a ReplayOptions.  ``--hard-sigmoid``, ``--activation`` and
     ``--recurrent-activation`` always; ``--dtype`` and ``--threads`` with ``numeric``."""
@@ -360,8 +378,20 @@ class Command(click.Command):
             terminal = replace(terminal, quiet=True)
         ctx.obj = terminal
         streams = _streams_to_stdout(ctx.params.get("fmt"), ctx.params.get("output"), terminal)
-        with notes_to(terminal.note), progress_to(terminal.progress(streams)):
+        with notes_to(_once(terminal.note)), progress_to(terminal.progress(streams)):
             return super().invoke(ctx)
+
+
+def _once(say: Callable[[str], None]) -> Callable[[str], None]:
+    """``say``, for each message once: a dataset's partitions may give the same note."""
+    seen: set[str] = set()
+
+    def once(message: str) -> None:
+        if message not in seen:
+            seen.add(message)
+            say(message)
+
+    return once
 
 
 def _streams_to_stdout(fmt: str | None, output: str | None, terminal: Terminal) -> bool:
@@ -460,11 +490,12 @@ def weights(terminal: Terminal, model: Model, layers: list[str] | None, gates: l
 @click.option("--reduce", type=click.Choice(["mean", "max"]), default=None, help="ConvLSTM layers: each filter's mean or max over all positions, instead of one row per position.")
 @vocab_option("--format lstmvis: token texts for the words file (a JSON list or dict, or one token per line).")
 @replay_options()
+@cluster_options
 @output_options(TRACE_FORMATS)
 @pass_terminal
 def trace(terminal: Terminal, model: Model, inputs: InputFiles, layers: list[str] | None, units: list[int] | None,
           gates: list[str] | None, pre_activation: bool, wide: bool, position: tuple[int, ...] | None,
-          reduce: str | None, vocab_path: str | None, replay: ReplayOptions, fmt: str | None,
+          reduce: str | None, vocab_path: str | None, replay: ReplayOptions, cluster: Cluster, fmt: str | None,
           output: str | None) -> None:
     """Replay INPUT through the model and write i, f, c, o, cell and hidden for every step and unit.
 
@@ -479,13 +510,21 @@ def trace(terminal: Terminal, model: Model, inputs: InputFiles, layers: list[str
       cat input.csv | lstm-inspect trace model.keras - | head
       lstm-inspect trace model.h5 data.csv --sequence-column id --stateful -o trace.csv
       lstm-inspect trace char_model.h5 ids.csv --format lstmvis --vocab vocab.json -o lstmvis/
+      lstm-inspect trace model.h5 'logs/*.parquet' --sequence-column id --workers 2 -o trace/
+
+    INPUT may be a dataset: a folder, a glob or a URL of CSV, Parquet or .npy
+    files, read one partition (file) at a time, for a model with one input
+    (or the layer of --from; a model of several inputs takes files). -o DIR/
+    writes a partitioned Parquet dataset, one part per partition; --workers N
+    or --scheduler ADDRESS replays the partitions on Dask (needs
+    lstm-inspect[dask]).
     """
     from .outputs import trace_output
     from .writers import write_output
 
     result = trace_output(model, inputs, layers=layers, gates=gates, units=units, wide=wide, position=position,
-                          reduce=reduce, options=replace(replay, pre_activation=pre_activation),
-                          lstmvis=fmt == "lstmvis", vocab_path=vocab_path)
+                          reduce=reduce, options=replace(replay, pre_activation=pre_activation), fmt=fmt,
+                          destination=output, cluster=cluster, vocab_path=vocab_path)
     write_output(result, fmt, output, terminal)
 
 
@@ -493,10 +532,11 @@ def trace(terminal: Terminal, model: Model, inputs: InputFiles, layers: list[str
 @model_argument
 @input_arguments
 @replay_options()
+@cluster_options
 @output_options(TABLE_FORMATS)
 @pass_terminal
-def predict(terminal: Terminal, model: Model, inputs: InputFiles, replay: ReplayOptions, fmt: str | None,
-            output: str | None) -> None:
+def predict(terminal: Terminal, model: Model, inputs: InputFiles, replay: ReplayOptions, cluster: Cluster,
+            fmt: str | None, output: str | None) -> None:
     """The model's output for INPUT, computed in NumPy (what model.predict returns).
 
     One row per sequence, or per timestep for sequence outputs: columns
@@ -506,11 +546,17 @@ def predict(terminal: Terminal, model: Model, inputs: InputFiles, replay: Replay
     \b
       lstm-inspect predict model.keras input.csv
       lstm-inspect predict model.h5 batch.npy --format json
+      lstm-inspect predict model.keras 'data/*.npy' --workers 2 -o predictions/
+
+    INPUT may be a dataset (a folder, glob or URL of CSV, Parquet or .npy
+    files) for a model with one input; -o DIR/ writes a partitioned Parquet
+    dataset; --workers N or --scheduler ADDRESS runs on Dask (see trace --help).
     """
     from .outputs import predict_output
     from .writers import write_output
 
-    write_output(predict_output(model, inputs, replay), fmt, output, terminal)
+    result = predict_output(model, inputs, replay, fmt=fmt, destination=output, cluster=cluster)
+    write_output(result, fmt, output, terminal)
 
 
 @cli.command(epilog=epilog(VERIFY_FORMATS, mismatch=True))
@@ -559,10 +605,12 @@ def verify(terminal: Terminal, model: Model, inputs: InputFiles, tolerance: floa
               help="Order the units of each layer and gate: by number, most saturated first, or largest std first.")
 @click.option("--top", type=click.IntRange(min=1), default=None, metavar="K", help="Only the first K units of each layer and gate (after --sort).")
 @replay_options()
+@cluster_options
 @output_options(TABLE_FORMATS)
 @pass_terminal
 def stats(terminal: Terminal, model: Model, inputs: InputFiles, layers: list[str] | None, gates: list[str] | None,
-          sort: str, top: int | None, replay: ReplayOptions, fmt: str | None, output: str | None) -> None:
+          sort: str, top: int | None, replay: ReplayOptions, cluster: Cluster, fmt: str | None,
+          output: str | None) -> None:
     """Per layer, gate and unit over all steps of INPUT: mean, std, min, max, and how often saturated.
 
     CSV columns: layer,gate,unit,steps,mean,std,min,max,left_saturated,
@@ -576,11 +624,18 @@ def stats(terminal: Terminal, model: Model, inputs: InputFiles, layers: list[str
       lstm-inspect stats model.h5 input.csv
       lstm-inspect stats model.keras input.csv --sort saturation --top 3
       lstm-inspect stats model.h5 data.csv --gates f --format json
+      lstm-inspect stats model.h5 'data/*.parquet' --sequence-column id --workers 2
+
+    INPUT may be a dataset (a folder, glob or URL of CSV, Parquet or .npy
+    files) for a model with one input, read one partition (file) at a time;
+    --workers N or --scheduler ADDRESS summarises the partitions on Dask and
+    merges their running sums.
     """
     from .outputs import stats_output
     from .writers import write_output
 
-    result = stats_output(model, inputs, layers=layers, gates=gates, sort=sort, top=top, options=replay)
+    result = stats_output(model, inputs, layers=layers, gates=gates, sort=sort, top=top, options=replay,
+                          cluster=cluster)
     write_output(result, fmt, output, terminal)
 
 

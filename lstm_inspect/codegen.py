@@ -80,6 +80,7 @@ def generate_code(model: Model, *, weights_out: str | None = None, hard_sigmoid:
     cannot hold.
     """
     _refuse_unwritable(model)
+    steps = _stateful_steps(model)
     hard = hard_sigmoid_for(model.keras_major, hard_sigmoid)
     program = compile_model(model, ReplayOptions(hard_sigmoid=hard_sigmoid))
     _check_chain(model, program)
@@ -89,7 +90,7 @@ def generate_code(model: Model, *, weights_out: str | None = None, hard_sigmoid:
     arrays = {f"{a.layer}/{a.tensor}": a.value for a in writer.arrays}
     if weights_out is None:
         _locate_in_file(model, writer.arrays)
-    source = writer.script(weights_out)
+    source = writer.script(weights_out, steps)
     return GeneratedCode(source, arrays)
 
 
@@ -121,6 +122,23 @@ def _refuse_unwritable(model: Model) -> None:
             f"{model.label}: layer '{spec.name}' ({label}) cannot be written out by `lstm-inspect code` "
             f"(it writes {WRITTEN} and the other inference-time identities)"
         )
+
+
+def _stateful_steps(model: Model) -> int | None:
+    """T of a stateful model's batch shape (1, T, F): the script feeds its input T rows at a time, each
+    piece continuing the state of the one before, as Keras' predict does.  None: the input in one piece."""
+    from .feeding import stateful_batch_shape
+
+    shape = stateful_batch_shape(model)
+    if shape is None:
+        return None
+    batch, steps = shape
+    if batch != 1:
+        raise UnsupportedLayer(
+            f"{model.label}: a stateful model with batch size {batch} carries {batch} interleaved states, "
+            "which `lstm-inspect code` does not write out (batch size 1 it does)"
+        )
+    return steps
 
 
 def _has_step_source(kind) -> bool:
@@ -345,7 +363,7 @@ class _Writer:
 
     # -- the script -------------------------------------------------------------------------------
 
-    def script(self, weights_out: str | None) -> str:
+    def script(self, weights_out: str | None, stateful_steps: int | None = None) -> str:
         model = self.model
         layers = ", ".join(f"{spec.name} ({spec.class_name})" for spec in model.graph.layers
                            if spec.class_name != "InputLayer")
@@ -363,7 +381,7 @@ class _Writer:
         parts.append(self.run_function())
         columns = "[" + ", ".join(_q(name) for name in self.columns) + "]"
         traced = "[" + ", ".join(f"({_q(name)}, {backwards})" for name, backwards in self.traced) + "]"
-        parts.append(_OUTPUT.format(columns=columns, traced=traced, masks=self.masks))
+        parts.append(_OUTPUT.format(columns=columns, traced=traced, masks=self.masks, steps=stateful_steps))
         return "\n".join(parts)
 
     def run_function(self) -> str:
@@ -565,6 +583,7 @@ _OUTPUT = '''
 COLUMNS = {columns}  # the trace's value columns
 TRACED = {traced}  # (layer, go_backwards) in model order
 MASKS = {masks!r}  # whether the model can mask steps (the trace's "masked" column)
+STATEFUL_STEPS = {steps!r}  # stateful, batch shape (1, T, F): predict feeds T rows at a time, the state carried
 
 
 def read_input(path):
@@ -581,24 +600,42 @@ def read_input(path):
     return np.array([[float(v) for v in row] for row in rows], dtype=np.float64)[None]
 
 
+def predict(x):
+    """What model.predict(x) returns, one array per sample.
+
+    A stateful model (STATEFUL_STEPS set) is fed STATEFUL_STEPS rows at a time, each piece
+    continuing the state the one before ended in.  From a zero state that is the same as
+    replaying every row up to the piece's end: that is what is done here (clear, not fast).
+    """
+    x = np.asarray(x)
+    if STATEFUL_STEPS is None or x.shape[1] <= STATEFUL_STEPS:
+        return list(run(x)[0])
+    if x.shape[0] != 1:
+        raise SystemExit("a stateful model's input is one sequence of rows (a CSV, or an .npy of (T, F))")
+    outputs = []
+    for start in range(0, x.shape[1], STATEFUL_STEPS):
+        end = min(start + STATEFUL_STEPS, x.shape[1])
+        output = run(x[:, :end])[0][0]
+        outputs.append(output[-(end - start):] if output.ndim >= 2 else output)  # a sequence: this piece's steps
+    return outputs
+
+
 def number(value):
     return "" if np.isnan(value) else "%.9g" % value
 
 
-def write_output(output):
-    """What `lstm-inspect predict` prints: sequence,[t,]y_0..y_k."""
-    n = output.shape[0]
-    if output.ndim >= 3:  # a sequence output: one row per step
-        flat = output.reshape(n, output.shape[1], -1)
-        print(",".join(["sequence", "t"] + ["y_%d" % k for k in range(flat.shape[2])]))
-        for s in range(n):
-            for t in range(flat.shape[1]):
-                print(",".join([str(s), str(t)] + [number(v) for v in flat[s, t]]))
+def write_output(outputs):
+    """What `lstm-inspect predict` prints: sequence,[t,]y_0..y_k (one array per sample)."""
+    if outputs[0].ndim >= 2:  # a sequence output: one row per step
+        print(",".join(["sequence", "t"] + ["y_%d" % k for k in range(outputs[0].reshape(outputs[0].shape[0], -1).shape[1])]))
+        for s, output in enumerate(outputs):
+            flat = output.reshape(output.shape[0], -1)
+            for t in range(flat.shape[0]):
+                print(",".join([str(s), str(t)] + [number(v) for v in flat[t]]))
     else:
-        flat = output.reshape(n, -1)
-        print(",".join(["sequence"] + ["y_%d" % k for k in range(flat.shape[1])]))
-        for s in range(n):
-            print(",".join([str(s)] + [number(v) for v in flat[s]]))
+        print(",".join(["sequence"] + ["y_%d" % k for k in range(outputs[0].size)]))
+        for s, output in enumerate(outputs):
+            print(",".join([str(s)] + [number(v) for v in output.reshape(-1)]))
 
 
 def write_trace(trace):
@@ -622,11 +659,11 @@ def main(argv):
     if len(paths) != 1:
         print("usage: python replay.py INPUT.csv [--trace]", file=sys.stderr)
         return 2
-    output, trace = run(read_input(paths[0]))
+    x = read_input(paths[0])
     if "--trace" in argv:
-        write_trace(trace)
+        write_trace(run(x)[1])
     else:
-        write_output(output)
+        write_output(predict(x))
     return 0
 
 

@@ -173,9 +173,17 @@ def _read_numpy(source, label: str, dtype) -> list[InputSequence]:
         if values.shape[0] == 0:
             raise InputDataError(f"{label}: sequence {index} has no timesteps")
         values = values.astype(dtype) if values.dtype.kind == "f" else values.astype(np.float64)
-        _check_finite(values.reshape(values.shape[0], -1), label, lambda row, col, index=index: f"sequence {index}, step {row}, value {col}")
+        _check_finite(values.reshape(values.shape[0], -1), label,
+                      lambda row, col, index=index, shape=values.shape[1:]: f"sequence {index}, step {row}, {_where_in_step(shape, col)}")
         sequences.append(InputSequence(index, values))
     return sequences
+
+
+def _where_in_step(shape: tuple[int, ...], flat: int) -> str:
+    """Where value ``flat`` of a step of ``shape`` sits: ``feature 2``, or ``value [1, 0, 2]`` (positions, channel)."""
+    if len(shape) == 1:
+        return f"feature {flat}"
+    return f"value [{', '.join(str(int(i)) for i in np.unravel_index(flat, shape))}]"
 
 
 def _check_finite(values: NDArray, label: str, where) -> None:

@@ -19,13 +19,14 @@ concern) returning an ``Output``; the command line needs nothing else.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
 from .engine import ReplayOptions, compile_model
+from .errors import UsageProblem
 from .frames import (
     Block,
     focus_positions,
@@ -45,7 +46,9 @@ from .tracing import InputRequest, name_inputs, predict_batches, trace_blocks
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from .datasets import Dataset
     from .engine import Program
+    from .partitions import Replay
     from .verify import VerifyResult
 
 View = Callable[["Console"], None]
@@ -77,9 +80,29 @@ class FileOutput:
 
 @dataclass
 class FolderOutput:
-    """A result written as a folder of files: ``write(folder)`` writes them and returns their paths."""
+    """A result written as a folder of files: ``write(folder)`` writes them and returns what to say
+    (``wrote ...``)."""
 
-    write: Callable[[str | None], list[str]]
+    write: Callable[[str | None], str]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where a dataset INPUT is replayed: here (neither set), on a local Dask cluster of ``workers``
+    processes, or on the dask.distributed ``scheduler``; ``progress`` shows Dask's progress bar."""
+
+    scheduler: str | None = None
+    workers: int | None = None
+    progress: bool = False
+
+    @property
+    def distributed(self) -> bool:
+        """Whether the replay runs on Dask."""
+        return bool(self.scheduler or self.workers)
+
+    def keywords(self) -> dict[str, Any]:
+        """The ``partitions.run_*`` keywords."""
+        return {"scheduler": self.scheduler, "workers": self.workers, "progress": self.progress}
 
 
 def read_inputs(model: Model, files: InputFiles, dtype: Any = np.float32) -> tuple[InputRequest, dict | None]:
@@ -90,6 +113,59 @@ def read_inputs(model: Model, files: InputFiles, dtype: Any = np.float32) -> tup
     request = InputRequest(sequences, stateful=files.stateful, sequence_length=files.sequence_length)
     states = read_initial_state(files.initial_state) if files.initial_state else None
     return request, states
+
+
+def open_dataset_input(model: Model, files: InputFiles, options: ReplayOptions, cluster: Cluster | None,
+                       destination: str | None) -> tuple[Dataset, Replay] | None:
+    """For a dataset INPUT (a folder, glob or URL), ``cluster`` on Dask, or ``-o DIR/``: the dataset and
+    how to replay it; None for ordinary inputs (read whole by :func:`read_inputs`).
+
+    A dataset feeds a model with one input (or the one layer of ``--from``): the
+    partitions of several datasets could not be paired into samples.
+    """
+    from .datasets import ReadSettings, is_dataset, open_dataset
+    from .partitions import Replay, check_initial_states, is_folder_output
+
+    cluster = cluster or Cluster()
+    if not (cluster.distributed or is_folder_output(destination)
+            or any(is_dataset(_input_path(model, path, files.start)) for path in files.paths)):
+        return None
+    needed = [files.start] if files.start else list(model.graph.inputs)
+    if len(needed) > 1:
+        raise UsageProblem(
+            f"a dataset INPUT (a folder, glob or URL), --workers/--scheduler and -o DIR/ need a model with one input; "
+            f"this one has {len(needed)} ({', '.join(needed)}): give its inputs as files")
+    (path,) = name_inputs(model, files.paths, files.start).values()
+    if path == "-":
+        raise UsageProblem("a dataset cannot be read from standard input")
+    settings = ReadSettings(files.csv, options.dtype, files.sequence_length)
+    states = read_initial_state(files.initial_state) if files.initial_state else None
+    check_initial_states(states)
+    stateful = files.stateful
+    if stateful is None and files.sequence_length:
+        stateful = False  # as for a file: --sequence-length alone replays each piece from the initial state
+    return open_dataset(path, settings), Replay(options, stateful, states, files.start)
+
+
+def _input_path(model: Model, item: str, start: str | None) -> str:
+    """An INPUT argument's path: ``NAME=PATH`` without ``NAME=`` when NAME is one of the model's inputs."""
+    key, sep, path = item.partition("=")
+    return path if sep and (key in model.graph.inputs or key == start) else item
+
+
+def _folder_only(fmt: str | None, cluster: Cluster | None, destination: str | None) -> bool:
+    """Whether a dataset's rows go to a partitioned Parquet dataset (``-o DIR/``); the usage errors of
+    the other cases (Dask without a folder, a one-file format into a folder)."""
+    from .partitions import is_folder_output
+
+    if is_folder_output(destination):
+        if fmt not in (None, "parquet"):
+            raise UsageProblem(f"-o DIR/ writes a partitioned Parquet dataset; --format {fmt} writes one file: "
+                               "give -o FILE")
+        return True
+    if cluster is not None and cluster.distributed:
+        raise UsageProblem("--workers/--scheduler write a partitioned Parquet dataset: give -o DIR/")
+    return False
 
 
 def _sources(model: Model, files: InputFiles | None = None) -> tuple[str, ...]:
@@ -149,18 +225,29 @@ def trace_output(
     position: Sequence[int] | None = None,
     reduce: str | None = None,
     options: ReplayOptions | None = None,
-    lstmvis: bool = False,
+    fmt: str | None = None,
+    destination: str | None = None,
+    cluster: Cluster | None = None,
     vocab_path: str | None = None,
 ) -> Output | FolderOutput:
     """``trace``: every recorded value at every step, long (one row per unit) or ``wide``.
 
     The view keeps only the steps and units it shows (a convolutional layer's
     maps averaged over the positions, unless ``position``/``reduce`` chose).
-    With ``lstmvis``, the folder of files LSTMVis reads instead
-    (:mod:`lstm_inspect.lstmvis`; ``vocab_path`` names the tokens).
+    With ``fmt`` lstmvis, the folder of files LSTMVis reads instead
+    (:mod:`lstm_inspect.lstmvis`; ``vocab_path`` names the tokens).  A
+    dataset INPUT is read partition by partition; with ``destination``
+    ``DIR/`` (or a ``cluster`` on Dask) it is written as a partitioned Parquet
+    dataset (:mod:`lstm_inspect.partitions`).
     """
     options = options or ReplayOptions()
-    request, states = read_inputs(model, inputs, options.dtype)
+    lstmvis = fmt == "lstmvis"
+    on_dataset = open_dataset_input(model, inputs, options, cluster, None if lstmvis else destination)
+    if on_dataset is None:
+        request, states = read_inputs(model, inputs, options.dtype)
+    elif lstmvis:
+        raise UsageProblem("--format lstmvis takes INPUT files, not a dataset (a folder, glob or URL) "
+                           "or --workers/--scheduler")
     selected = model.select_recurrent(layers)
     names = [layer.name for layer in selected]
     program = compile_model(model, options, upto=names, start=inputs.start)
@@ -169,8 +256,21 @@ def trace_output(
     check_units(selected, units)
     if lstmvis:
         return _lstmvis_output(model, request, selected, program, gates, vocab_path, options, inputs.stateful, states)
-    traced = focus_positions(trace_blocks(model, request, layers=names, options=options, initial_states=states,
-                                          program=program), position, reduce)
+    if on_dataset is not None:
+        from .partitions import TraceLayout, run_trace, serial_trace
+
+        dataset, replay = on_dataset
+        columns = wide_columns(selected, spec) if wide else spec.long_columns
+        layout = TraceLayout(tuple(names), spec, wide, tuple(position) if position is not None else None, reduce,
+                             tuple(columns))
+        if _folder_only(fmt, cluster, destination):
+            run = cluster or Cluster()
+            return FolderOutput(lambda folder: run_trace(model, dataset, layout, replay, folder or "",
+                                                         protect=_sources(model, inputs), **run.keywords()).message())
+        traced = serial_trace(model, dataset, layout, replay)
+    else:
+        traced = focus_positions(trace_blocks(model, request, layers=names, options=options, initial_states=states,
+                                              program=program), position, reduce)
     first = next(traced, None)  # input errors found by the replay come before any output
     traced = itertools.chain([] if first is None else [first], traced)
     if wide:
@@ -190,9 +290,10 @@ def _lstmvis_output(model: Model, request: InputRequest, selected: Sequence[Recu
 
     vocab = _read_vocab(vocab_path)
 
-    def write(folder: str | None) -> list[str]:
-        return write_lstmvis(folder or "", model, request, selected, program=program, values=gates, vocab=vocab,
-                             options=options, stateful=stateful, initial_states=states)  # type: ignore[arg-type]
+    def write(folder: str | None) -> str:
+        written = write_lstmvis(folder or "", model, request, selected, program=program, values=gates, vocab=vocab,
+                                options=options, stateful=stateful, initial_states=states)  # type: ignore[arg-type]
+        return f"wrote {', '.join(written)}"
 
     return FolderOutput(write)
 
@@ -204,15 +305,33 @@ def _read_vocab(path: str | None) -> dict[int, str] | None:
     return read_vocab(path) if path else None
 
 
-def predict_output(model: Model, inputs: InputFiles, options: ReplayOptions | None = None) -> Output:
-    """``predict``: the model's outputs, one row per sequence (per step for sequence outputs)."""
+def predict_output(model: Model, inputs: InputFiles, options: ReplayOptions | None = None, *, fmt: str | None = None,
+                   destination: str | None = None, cluster: Cluster | None = None) -> Output | FolderOutput:
+    """``predict``: the model's outputs, one row per sequence (per step for sequence outputs).  A dataset
+    INPUT is read partition by partition, and with ``destination`` ``DIR/`` written as a partitioned
+    Parquet dataset."""
     options = options or ReplayOptions()
-    request, states = read_inputs(model, inputs, options.dtype)
-    batches = predict_batches(model, request, options=options, initial_states=states, start=inputs.start)
-    first = next(batches)  # the first batch replayed before anything is written
-    names = [edge.layer for edge in model.graph.outputs]
-    columns = predict_columns(first[1], names)
-    blocks = (predict_block(ids, outputs, names) for ids, outputs in itertools.chain([first], batches))
+    on_dataset = open_dataset_input(model, inputs, options, cluster, destination)
+    blocks: Iterator[Block]
+    if on_dataset is not None:
+        from .partitions import run_predict, serial_predict
+
+        dataset, replay = on_dataset
+        if _folder_only(fmt, cluster, destination):
+            run = cluster or Cluster()
+            return FolderOutput(lambda folder: run_predict(model, dataset, replay, folder or "",
+                                                           protect=_sources(model, inputs), **run.keywords()).message())
+        rows = serial_predict(model, dataset, replay)
+        first_block = next(rows)  # a dataset holds at least one sequence
+        columns = list(first_block.columns)
+        blocks = itertools.chain([first_block], rows)
+    else:
+        request, states = read_inputs(model, inputs, options.dtype)
+        batches = predict_batches(model, request, options=options, initial_states=states, start=inputs.start)
+        first = next(batches)  # the first batch replayed before anything is written
+        names = [edge.layer for edge in model.graph.outputs]
+        columns = predict_columns(first[1], names)
+        blocks = (predict_block(ids, outputs, names) for ids, outputs in itertools.chain([first], batches))
     title = f"{model.label}: predict"
     return Output(columns, blocks, lambda console: _views().render_rows(columns, blocks, console, title=title),
                   _sources(model, inputs))
@@ -220,14 +339,24 @@ def predict_output(model: Model, inputs: InputFiles, options: ReplayOptions | No
 
 def stats_output(model: Model, inputs: InputFiles, *, layers: Sequence[str] | None = None,
                  gates: Sequence[str] | None = None, sort: str = "unit", top: int | None = None,
-                 options: ReplayOptions | None = None) -> Output:
-    """``stats``: per layer, value and unit, the figures of ``stats.compute_stats``."""
+                 options: ReplayOptions | None = None, cluster: Cluster | None = None) -> Output:
+    """``stats``: per layer, value and unit, the figures of ``stats.compute_stats``; a dataset INPUT is
+    summarised partition by partition (on Dask with ``cluster``) and the sums merged."""
     from .stats import STATS_COLUMNS, compute_stats, stats_blocks
 
     options = options or ReplayOptions()
-    request, states = read_inputs(model, inputs, options.dtype)
-    results = compute_stats(model, request, layers=layers, gates=gates, options=options, initial_states=states,
-                            start=inputs.start)
+    on_dataset = open_dataset_input(model, inputs, options, cluster, None)
+    if on_dataset is not None:
+        from .partitions import run_stats
+        from .stats import plan_stats
+
+        dataset, replay = on_dataset
+        plan = plan_stats(model, layers, gates, replay.options)
+        results = run_stats(model, dataset, plan, replay, **(cluster or Cluster()).keywords())
+    else:
+        request, states = read_inputs(model, inputs, options.dtype)
+        results = compute_stats(model, request, layers=layers, gates=gates, options=options, initial_states=states,
+                                start=inputs.start)
     return Output(list(STATS_COLUMNS), stats_blocks(results, sort, top, options.dtype),
                   lambda console: _views().render_stats(results, console, sort, top), _sources(model, inputs))
 
@@ -265,7 +394,7 @@ def plot_output(model: Model, inputs: InputFiles, path: str | None, fmt: str | N
     options = options or ReplayOptions()
     request, states = read_inputs(model, inputs, options.dtype)
     figure = draw(model, request, kind=kind, layers=layers, gates=gates, units=units, sequence=sequence,
-                  options=options, initial_states=states)
+                  options=options, initial_states=states, start=inputs.start)
     return FileOutput(lambda stream: save_figure(figure, stream, fmt, dpi), _sources(model, inputs))
 
 
@@ -325,12 +454,14 @@ def report_output(model: Model, inputs: InputFiles, *, layers: Sequence[str] | N
 
 
 __all__ = [
+    "Cluster",
     "FileOutput",
     "FolderOutput",
     "Output",
     "code_output",
     "export_output",
     "layers_output",
+    "open_dataset_input",
     "plot_output",
     "predict_output",
     "read_inputs",

@@ -97,6 +97,7 @@ def collect_sequence(
     options: ReplayOptions | None = None,
     stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
+    start: str | None = None,
 ) -> tuple[object, dict[str, tuple[NDArray, dict[str, NDArray]]]]:
     """Trace one sequence (``sequence`` is its id as text; the first when None).
 
@@ -104,11 +105,12 @@ def collect_sequence(
     order.  Only that sequence is replayed, unless the feed is stateful (its
     state then depends on the sequences before it).  A stateful model fed by
     its batch shape offers its chains (ids 0 .. B-1) as the sequences.
+    ``start`` feeds the input to that layer (``--from``).
     """
     from .engine import compile_model
     from .tracing import plan_inputs
 
-    program = compile_model(model, options, upto=[layer.name for layer in layers])
+    program = compile_model(model, options, upto=[layer.name for layer in layers], start=start)
     feed = plan_inputs(model, program, sequences, stateful)
     ids = list(range(feed.chain_count)) if feed.chains else [s.id for s in feed.samples]
     position = 0
@@ -155,8 +157,10 @@ def trace_figure(
     options: ReplayOptions | None = None,
     stateful: bool | None = None,
     initial_states: Mapping[str, Sequence[NDArray]] | None = None,
+    start: str | None = None,
 ) -> Figure:
-    """Heatmaps (units × t) of every value of every selected layer for one sequence: a Figure."""
+    """Heatmaps (units × t) of every value of every selected layer for one sequence: a Figure.
+    ``start`` feeds the input to that layer (``--from``)."""
     require_matplotlib()
     from matplotlib.figure import Figure
 
@@ -167,7 +171,7 @@ def trace_figure(
     except ValueError as exc:  # an unknown gate
         raise UsageProblem(str(exc)) from None
     seq_id, traced = collect_sequence(model, sequences, selected, sequence=sequence, options=options,
-                                      stateful=stateful, initial_states=initial_states)
+                                      stateful=stateful, initial_states=initial_states, start=start)
     steps = max((t.shape[0] for t, _ in traced.values()), default=1)
     widest = max(layer.units for layer in selected)
     shown = widest if units is None else len([u for u in units if u < widest])

@@ -136,10 +136,12 @@ def report_payload(
     samples = feed.samples
     if not samples:
         raise UsageProblem("the input holds no sequence")
-    shown = samples[:max_sequences]
+    # A stateful model fed by its batch shape is traced chain by chain: each chain is one sequence.
+    sequences_shown = _chains(feed) if feed.chains else samples
+    shown = sequences_shown[:max_sequences]
     notes = []
-    if len(samples) > len(shown):
-        notes.append(f"Showing the first {len(shown)} of {len(samples)} sequences (--max-sequences); "
+    if len(sequences_shown) > len(shown):
+        notes.append(f"Showing the first {len(shown)} of {len(sequences_shown)} sequences (--max-sequences); "
                      "the saturation scatter counts them all.")
     time_input = next((k for k, spec in enumerate(program.inputs) if spec.has_time_axis), 0)
     lengths = [int(s.arrays[time_input].shape[0]) for s in shown]
@@ -238,6 +240,14 @@ def _layer_part(layer: RecurrentLayer, options: ReplayOptions, bins: Sequence[_B
                     {"cell": "cell state", "hidden": "hidden state"}.get(name, name)) for name in values}
     return {"name": layer.name, "kind": layer.kind.name, "units": layer.units, "values": values, "value_names": names,
             "scales": scales, "go_backwards": layer.go_backwards}
+
+
+def _chains(feed) -> list:
+    """Each chain of a stateful feed as one sample (id: the chain number): its samples' rows in order."""
+    from .tracing import Sample
+
+    return [Sample(j, tuple(np.concatenate(arrays) for arrays in zip(*(s.arrays for s in feed.chain(j)))))
+            for j in range(feed.chain_count)]
 
 
 def _sequence_part(sample, length: int, stride: int, program, vocab, time_input: int) -> dict[str, Any]:

@@ -169,18 +169,77 @@ class _Running:
             return
         x = values.astype(np.float64)
         block_mean = x.mean(axis=0)
-        block_m2 = np.square(x - block_mean).sum(axis=0)
-        total = self.count + k
-        delta = block_mean - self.mean
-        self.mean += delta * (k / total)
-        self.m2 += block_m2 + np.square(delta) * (self.count * k / total)
-        self.count = total
+        self._merge_moments(k, block_mean, np.square(x - block_mean).sum(axis=0))
         np.minimum(self.min, x.min(axis=0), out=self.min)
         np.maximum(self.max, x.max(axis=0), out=self.max)
         if thresholds is not None:
             low, high = thresholds
             self.left += np.count_nonzero(x < low, axis=0)
             self.right += np.count_nonzero(x > high, axis=0)
+
+    def merge(self, other: _Running) -> None:
+        """Fold in the sums of other steps of the same (layer, value) (another partition's)."""
+        if other.count == 0:
+            return
+        self._merge_moments(other.count, other.mean, other.m2)
+        np.minimum(self.min, other.min, out=self.min)
+        np.maximum(self.max, other.max, out=self.max)
+        self.left += other.left
+        self.right += other.right
+
+    def _merge_moments(self, k: int, mean: NDArray, m2: NDArray) -> None:
+        """Chan et al.'s pairwise update: ``k`` more steps with this ``mean`` and ``m2``."""
+        total = self.count + k
+        delta = mean - self.mean
+        self.mean += delta * (k / total)
+        self.m2 += m2 + np.square(delta) * (self.count * k / total)
+        self.count = total
+
+
+@dataclass(frozen=True)
+class StatsPlan:
+    """What a statistics run summarises: the selected layers, their values and saturation thresholds.
+
+    Built once (``plan_stats``); it pickles, so Dask workers get it with each partition.
+    """
+
+    layers: tuple[str, ...]  # recurrent layer names, in model order
+    names: dict[str, tuple[str, ...]]  # layer -> values, in trace-column order
+    thresholds: dict[str, dict[str, tuple[float, float] | None]]  # layer -> value -> (left, right)
+    options: ReplayOptions
+
+
+def plan_stats(
+    model: Model,
+    layers: Sequence[str] | None = None,
+    gates: Sequence[str] | None = None,
+    options: ReplayOptions | None = None,
+) -> StatsPlan:
+    """Select the layers and values to summarise, checking ``gates`` against them."""
+    options = options or ReplayOptions()
+    if options.pre_activation:
+        from dataclasses import replace
+
+        options = replace(options, pre_activation=False)
+    selected = model.select_recurrent(layers)
+    gates = check_gates(selected, gates, values=True)
+    return StatsPlan(
+        layers=tuple(layer.name for layer in selected),
+        names={layer.name: tuple(_selected_values(layer, gates)) for layer in selected},
+        thresholds={layer.name: _thresholds(layer, options) for layer in selected},
+        options=options,
+    )
+
+
+def finish_stats(model: Model, plan: StatsPlan, running: Mapping[tuple[str, str], _Running]) -> list[GateStats]:
+    """One :class:`GateStats` per planned (layer, value) from the running sums (empty where none)."""
+    result = []
+    for name in plan.layers:
+        layer = model.recurrent_layer(name)
+        for value in plan.names[name]:
+            acc = running.get((name, value)) or _Running(layer.units)
+            result.append(_finish(layer, value, acc, plan.options))
+    return result
 
 
 def compute_stats(
@@ -203,24 +262,11 @@ def compute_stats(
     with the input.  ``blocks``: the trace of ``sequences`` already under way
     (a caller that reads it too), summarised instead of replaying again.
     """
-    options = options or ReplayOptions()
-    if options.pre_activation:
-        from dataclasses import replace
-
-        options = replace(options, pre_activation=False)
-    selected = model.select_recurrent(layers)
-    gates = check_gates(selected, gates, values=True)
-    names = {layer.name: _selected_values(layer, gates) for layer in selected}
+    plan = plan_stats(model, layers, gates, options)
     if blocks is None:
-        blocks = trace_blocks(model, sequences, layers=[layer.name for layer in selected], options=options,
+        blocks = trace_blocks(model, sequences, layers=list(plan.layers), options=plan.options,
                               stateful=stateful, initial_states=initial_states, start=start)
-    running = accumulate(blocks, names, {layer.name: _thresholds(layer, options) for layer in selected})
-    result = []
-    for layer in selected:
-        for name in names[layer.name]:
-            acc = running.get((layer.name, name)) or _Running(layer.units)
-            result.append(_finish(layer, name, acc, options))
-    return result
+    return finish_stats(model, plan, accumulate(blocks, plan.names, plan.thresholds))
 
 
 def _selected_values(layer: RecurrentLayer, gates: Sequence[str] | None) -> list[str]:

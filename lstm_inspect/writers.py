@@ -65,7 +65,7 @@ def write_output(output: Output | FolderOutput, requested: str | None, path: str
     from .outputs import FolderOutput
 
     if isinstance(output, FolderOutput):
-        terminal.say(f"wrote {', '.join(output.write(path))}")
+        terminal.say(output.write(path))
         return
     fmt = resolve_format(requested, path, terminal)
     if fmt == "parquet":

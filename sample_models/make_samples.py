@@ -175,6 +175,14 @@ def build_seq2seq() -> None:
     rng = np.random.default_rng(41)
     _save_csv("seq2seq_encoder", np.eye(5)[rng.integers(0, 5, 6)], [f"e{j}" for j in range(5)])
     _save_csv("seq2seq_decoder", np.eye(6)[[0, 3, 1, 4]], [f"d{j}" for j in range(6)])
+    _save_seq2seq_states()
+
+
+def _save_seq2seq_states() -> None:
+    """An h and a c for the inference decoder's h_in and c_in (one sample: one row of 8)."""
+    rng = np.random.default_rng(43)
+    _save_csv("seq2seq_decoder_h", np.round(np.tanh(rng.normal(size=(1, 8))), 4), [f"h{j}" for j in range(8)])
+    _save_csv("seq2seq_decoder_c", np.round(rng.normal(size=(1, 8)), 4), [f"c{j}" for j in range(8)])
 
 
 def build_conv_lstm() -> None:

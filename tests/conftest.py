@@ -38,6 +38,28 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_models"
+
+
+def sample_inputs(model: Path) -> list:
+    """What feeds a shipped sample model on the command line: its INPUT arguments, and ``--from``
+    where a layer cannot be replayed (the Lambda sample).  Every shipped model is listed, so a new
+    sample model without an entry fails here rather than being left out of the every-model tests."""
+    s = SAMPLES
+    special = {
+        "conv_lstm.keras": [s / "conv_lstm.npy"],
+        "lambda_scaled.keras": [s / "lambda_scaled.csv", "--from", "lstm"],
+        "seq2seq.keras": [f"encoder_inputs={s / 'seq2seq_encoder.csv'}", f"decoder_inputs={s / 'seq2seq_decoder.csv'}"],
+        "seq2seq_decoder.keras": [f"decoder_inputs={s / 'seq2seq_decoder.csv'}", f"h_in={s / 'seq2seq_decoder_h.csv'}",
+                                  f"c_in={s / 'seq2seq_decoder_c.csv'}"],
+    }
+    if model.name in special:
+        return special[model.name]
+    data = model.with_suffix(".csv")
+    assert data.exists(), f"{model.name}: no sample input; give it one in conftest.sample_inputs"
+    return [data]
+
+
+SAMPLE_MODEL_FILES = sorted(SAMPLES.glob("*.keras")) + sorted(SAMPLES.glob("*.h5"))
 def _wild_models() -> Path:
     """The shared real-world corpus: ../shared/wild_models beside the checkout (or
     LSTM_INSPECT_WILD_MODELS); tests that need it skip, saying so, when it is absent."""

@@ -99,15 +99,12 @@ def lstm_inspect_output(*args) -> str:
 
 def keras_predict(model_path: Path, x: np.ndarray) -> np.ndarray:
     """Keras' own output: Keras 3 for files it saved, tf-keras for older ones; a stateful model
-    (batch shape (1, 1, F)) is fed one step at a time without a reset, as its user did."""
+    (batch shape (1, 1, F)) gets the input's rows as samples of one step, as its predict takes them."""
     version = li.load_model(str(model_path)).keras_major
     K, _ = keras_module("keras3" if version == 3 else "tfkeras")
     model = K.models.load_model(str(model_path), compile=False)
     if getattr(model.layers[-2] if len(model.layers) > 1 else model.layers[-1], "stateful", False):
-        out = None
-        for t in range(x.shape[1]):
-            out = model.predict(x[:, t : t + 1], verbose=0)
-        return out
+        return model.predict(x.reshape(-1, 1, x.shape[-1]), batch_size=1, verbose=0)
     return model.predict(x, verbose=0)
 
 

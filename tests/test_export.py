@@ -287,6 +287,9 @@ def test_every_sample_model_exports():
             if layout == "pytorch" and model.name == "keras2_hard_sigmoid.h5":
                 assert result.returncode == 2 and b"hard_sigmoid" in result.stderr
                 continue
+            if layout != "gates" and model.name == "conv_lstm.keras":  # neither framework has a ConvLSTM layer
+                assert result.returncode == 2 and b"has no ConvLSTM2D layer" in result.stderr
+                continue
             assert result.returncode == 0, (model, layout, result.stderr)
             assert json.loads(result.stdout)["__metadata__"]["layout"] == layout
 

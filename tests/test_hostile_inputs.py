@@ -171,7 +171,7 @@ def test_token_ids_checked_before_any_output(tmp_path):
         pytest.param(np.array([["a", "b", "c"]]), ["dtype <U1", "expected numbers"], id="strings"),
         pytest.param(np.zeros((0, 4, 3)), ["holds no steps"], id="no-sequences"),
         pytest.param(np.zeros((1, 0, 3)), ["holds no steps"], id="no-steps"),
-        pytest.param(np.zeros((1, 2, 4, 3)), ["expected (T, F) or (N, T, F)"], id="four-axes"),
+        pytest.param(np.zeros((1, 2, 4, 3)), ["takes arrays of shape (N, T, 3)", "got (1, 2, 4, 3)"], id="four-axes"),
     ],
 )
 def test_bad_arrays_through_the_api_are_input_errors(array, words):

@@ -281,7 +281,7 @@ def bad_numpy(tmp_path: Path, name: str) -> Path:
     [
         ("nan.npy", ["sequence 1, step 2, feature 0", "nan", "finite"]),
         ("inf.npz", ["step 3, feature 1", "inf", "finite"]),
-        ("four_dims.npy", ["(1, 2, 4, 3)", "expected (T, F) or (N, T, F)"]),
+        ("four_dims.npy", ["got (1, 2, 4, 3)", "takes arrays of shape (N, T, 3), or (T, 3) for one sequence"]),
         ("objects.npy", ["objects.npy", "cannot be read"]),
         ("features.npy", ["takes 3 feature", "has 5 column"]),
         ("empty.npz", ["no arrays"]),

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, SAMPLES, run_cli
+from conftest import ROOT, SAMPLES, run_cli, sample_inputs
 
 import lstm_inspect as li
 
@@ -107,10 +107,9 @@ def test_layout_follows_layers_values_and_units(tmp_path):
 def test_every_sample_model(tmp_path):
     # The .h5 twins hold the same models as the .keras files (reading them is tested elsewhere).
     for model in sorted(SAMPLES.glob("*.keras")) + [SAMPLES / "keras2_hard_sigmoid.h5"]:
-        data = SAMPLES / (model.stem + ".csv")
         for kind in ("heatmap", "saturation"):
             out = tmp_path / f"{model.name}-{kind}.png"
-            invoke("plot", model, data, "--kind", kind, "-o", out, "--dpi", "40")
+            invoke("plot", model, *sample_inputs(model), "--kind", kind, "-o", out, "--dpi", "40")
             check_picture(out, "png", min_bytes=2000)
 
 

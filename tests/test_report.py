@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SAMPLES, keras_module, randomise, run_cli
+from conftest import SAMPLES, keras_module, randomise, run_cli, sample_inputs
 
 import lstm_inspect as li
 
@@ -129,8 +129,7 @@ def trace_rows(model: Path, *inputs) -> dict[tuple[str, str, int, int], dict[str
 @needs_browser
 def test_every_sample_model_opens_offline_with_every_section(browser, tmp_path):
     for model in SAMPLE_MODELS:
-        data = SAMPLES / (model.stem + ".csv")
-        path = write_report(tmp_path, model, data)
+        path = write_report(tmp_path, model, *sample_inputs(model))
         assert path.stat().st_size < 20 * MB
         report = Report(browser, path)
         try:

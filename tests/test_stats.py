@@ -18,7 +18,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SAMPLES, run_cli
+from conftest import SAMPLE_MODEL_FILES, SAMPLES, run_cli, sample_inputs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -269,11 +269,11 @@ def test_cli_stats_sort_top_and_json(saved_model):
 
 
 def test_cli_stats_table_and_every_sample_model():
-    for model in sorted(SAMPLES.glob("*.keras")) + sorted(SAMPLES.glob("*.h5")):
-        data = SAMPLES / (model.stem + ".csv")
-        rows = _csv(run_cli("stats", model, data))
+    for model in SAMPLE_MODEL_FILES:
+        data = sample_inputs(model)
+        rows = _csv(run_cli("stats", model, *data))
         assert rows and all(r["steps"] != "0" for r in rows)
-        table = run_cli("stats", model, data, "--format", "table", "--sort", "saturation")
+        table = run_cli("stats", model, *data, "--format", "table", "--sort", "saturation")
         assert table.returncode == 0 and b"left sat." in table.stdout, table.stderr
 
 

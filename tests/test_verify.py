@@ -13,14 +13,15 @@ import json
 import h5py
 import numpy as np
 import pytest
-from conftest import SAMPLES, run_cli
+from conftest import SAMPLE_MODEL_FILES, SAMPLES, run_cli, sample_inputs
 
 pytestmark = pytest.mark.keras_oracle  # Keras itself runs inside the command
 
+# Every shipped model but the Lambda one (verify replays the whole model: tested below).
 SAMPLE_PAIRS = [
-    pytest.param(model, model.with_suffix(".csv"), id=model.name)
-    for model in sorted(SAMPLES.glob("*"))
-    if model.suffix in (".keras", ".h5") and model.with_suffix(".csv").exists()
+    pytest.param(model, sample_inputs(model), id=model.name)
+    for model in SAMPLE_MODEL_FILES
+    if model.name != "lambda_scaled.keras"
 ]
 
 
@@ -30,7 +31,7 @@ def _rows(result):
 
 @pytest.mark.parametrize("model,data", SAMPLE_PAIRS)
 def test_sample_models_match_keras(model, data):
-    result = run_cli("verify", model, data, "--format", "json")
+    result = run_cli("verify", model, *data, "--format", "json")
     assert result.returncode == 0, result.stderr
     rows = _rows(result)
     compared = [row for row in rows if row["max_abs_diff"] is not None]
@@ -38,6 +39,13 @@ def test_sample_models_match_keras(model, data):
     assert all(row["status"] == "ok" and row["max_abs_diff"] <= 1e-5 for row in compared)
     stderr = result.stderr.decode()
     assert "match" in stderr and ("keras 3." in stderr or "tf_keras 2." in stderr)
+
+
+def test_a_layer_holding_python_code_is_refused_in_one_line():
+    result = run_cli("verify", SAMPLES / "lambda_scaled.keras", SAMPLES / "lambda_scaled.csv")
+    assert result.returncode == 2 and result.stdout == b""
+    [line] = result.stderr.decode().splitlines()
+    assert "'scale' (Lambda) holds Python code" in line
 
 
 def test_a_real_difference_exits_1():

@@ -189,7 +189,10 @@ class InputSpec:
             return Tensor(x)
         rank = len(self.shape) if self.shape is not None else None
         if rank is not None and x.ndim != rank + 1:
-            raise InputDataError(f"{self._which()}takes arrays of shape (N, {_shape_text(self.shape)}); got {x.shape}")
+            one = _shape_text(self.shape, time_axis=self.has_time_axis)
+            raise InputDataError(
+                f"{self._which()}takes arrays of shape (N, {one}), or ({one}) for one sequence; got {x.shape}"
+            )
         if rank is None and x.ndim < 2:
             raise InputDataError(f"{self._which()}got an array of shape {x.shape}")
         if self.features is not None and x.shape[-1] != self.features:
@@ -199,8 +202,10 @@ class InputSpec:
         return Tensor(np.ascontiguousarray(x, dtype=dtype))
 
 
-def _shape_text(shape: Sequence[int | None]) -> str:
-    return "×".join("?" if d is None else str(d) for d in shape)
+def _shape_text(shape: Sequence[int | None], *, time_axis: bool = False) -> str:
+    """``(None, 3)`` as ``T, 3`` (``time_axis``: the first axis is the steps) or ``?, 3``."""
+    names = ["T" if k == 0 and time_axis and d is None else "?" if d is None else str(d) for k, d in enumerate(shape)]
+    return ", ".join(names)
 
 
 # ---------------------------------------------------------------- the program
@@ -414,6 +419,7 @@ def compile_model(
             op.name = spec.name
             op.inputs = wiring[spec.name]
             ops.append(op)
+    _check_order(ops)
     _check_mask_nodes(model, ops)
     read = {edge.layer[len(FEED):] for op in ops for edge in op.inputs if edge.layer.startswith(FEED)}
     inputs = [builder.input_spec(name, ops) for name in sources.names if name in read]
@@ -495,6 +501,20 @@ def _ancestor_names(graph, names: list[str]) -> set[str]:
 def _spec_name(model: Model, recurrent_name: str) -> str:
     layer = model.recurrent_layer(recurrent_name)
     return layer.wrapper or layer.name
+
+
+def _check_order(ops: list[GraphOp]) -> None:
+    """Each layer reads only layers before it (the config's order): a file whose wiring loops back
+    or reads ahead is refused here, before anything is fed."""
+    done: set[str] = set()
+    for op in ops:
+        for edge in op.inputs:
+            if not edge.layer.startswith(FEED) and edge.layer not in done:
+                raise ModelFileError(
+                    f"layer '{op.name}' uses output {edge.index} of '{edge.layer}', which does not exist before it "
+                    "(the model's wiring reads ahead or loops)"
+                )
+        done.add(op.name)
 
 
 def _check_mask_nodes(model: Model, ops: list[GraphOp]) -> None:

@@ -179,14 +179,15 @@ def build_weights(
     if units is None:
         units = int(recurrent.shape[-2])
     expected = len(kind.gates) * units
+    window = "..., " if rank > 2 else ""  # a convolutional kind's kernel window comes first
     if recurrent.shape[-2:] != (units, expected):
         raise ModelFileError(
             f"{where}: recurrent_kernel has shape {recurrent.shape}, but a {kind.name} of {units} units "
-            f"needs (..., {units}, {expected})"
+            f"needs ({window}{units}, {expected})"
         )
     if kernel.shape[-1] != expected or kernel.shape[-2] < 1:
         raise ModelFileError(
-            f"{where}: kernel has shape {kernel.shape}, but a {kind.name} of {units} units needs (..., features, {expected})"
+            f"{where}: kernel has shape {kernel.shape}, but a {kind.name} of {units} units needs ({window}features, {expected})"
         )
     bias = recurrent_bias = None
     sources = {"kernel": stored["kernel"], "recurrent_kernel": stored["recurrent_kernel"]}

@@ -124,8 +124,8 @@ def run_cli(args: list[str]) -> dict:
             problem = "not one error line"
         elif result.stdout:
             problem = "output on stdout despite the error"
-    elif any(not line.startswith("lstm-inspect: warning: ") for line in lines):
-        problem = "stray text on stderr"
+    elif any(not line.startswith(("lstm-inspect: warning: ", "lstm-inspect: note: ")) for line in lines):
+        problem = "stray text on stderr"  # a served input may get warnings and notes (CSV detection), nothing else
     if problem:
         return {"status": "bug", "kind": f"cli {args[0]}: {problem}",
                 "detail": f"{' '.join(map(str, args))}: {problem}: {stderr[-600:]}", "traceback": ""}

@@ -742,10 +742,15 @@ def _replay_setup(model, input_paths: Sequence[str], kw: dict, pre_activation: b
     from .tracing import InputRequest, name_inputs
 
     options = _replay_options(kw, pre_activation)
+    from .notes import notes_to
+
     csv = _csv_options(kw)
-    sequences = {name: read_input(path, csv, dtype=options.dtype)
-                 for name, path in name_inputs(model, input_paths, kw["start"]).items()}
-    request = InputRequest(sequences, stateful=kw["stateful"], sequence_length=kw["sequence_length"])
+    read_notes: list[str] = []  # said with the feed's plan, once the inputs passed every check
+    with notes_to(read_notes.append):
+        sequences = {name: read_input(path, csv, dtype=options.dtype)
+                     for name, path in name_inputs(model, input_paths, kw["start"]).items()}
+    request = InputRequest(sequences, stateful=kw["stateful"], sequence_length=kw["sequence_length"],
+                           notes=tuple(read_notes))
     states = read_initial_state(kw["initial_state"]) if kw["initial_state"] else None
     return options, request, states
 

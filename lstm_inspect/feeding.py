@@ -50,10 +50,13 @@ class Feed:
     inputs: list[InputSequence] | None = None  # the sequences before they were cut (checked, and named, in errors)
     note: str | None = None  # the plan, in one line, for the user (see :meth:`announce`)
     warning: str | None = None  # the input's length against the model's (see :meth:`announce`)
+    read_notes: tuple[str, ...] = ()  # how the inputs were read (a CSV's header and delimiter)
 
     def announce(self, model: Model) -> None:
-        """Report the plan's note and warning: after the input has passed its checks, so that
-        an input error stays the only line on stderr."""
+        """Report how the inputs were read, the plan's note and its warning: after the input has
+        passed its checks, so that an input error stays the only line on stderr."""
+        for text in self.read_notes:
+            note(text)
         if self.warning:
             model.warn(self.warning)
         if self.note:

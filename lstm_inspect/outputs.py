@@ -108,9 +108,14 @@ class Cluster:
 def read_inputs(model: Model, files: InputFiles, dtype: Any = np.float32) -> tuple[InputRequest, dict | None]:
     """The INPUT files read (each named for the model input it feeds) and the initial states, if a file
     gives them."""
+    from .notes import notes_to
+
     named = name_inputs(model, files.paths, files.start)
-    sequences = {name: read_input(path, files.csv, dtype=dtype) for name, path in named.items()}
-    request = InputRequest(sequences, stateful=files.stateful, sequence_length=files.sequence_length)
+    read_notes: list[str] = []  # said with the feed's plan, once the inputs passed every check
+    with notes_to(read_notes.append):
+        sequences = {name: read_input(path, files.csv, dtype=dtype) for name, path in named.items()}
+    request = InputRequest(sequences, stateful=files.stateful, sequence_length=files.sequence_length,
+                           notes=tuple(read_notes))
     states = read_initial_state(files.initial_state) if files.initial_state else None
     return request, states
 

@@ -74,6 +74,7 @@ class InputRequest:
     sequences: Mapping[str, Sequence[InputSequence]]
     stateful: bool | None = None
     sequence_length: int | None = None
+    notes: tuple[str, ...] = ()  # said when reading them (how a CSV was read): announced with the plan
 
 
 Inputs = Sequence[InputSequence] | Sequence[Sequence[InputSequence]] | Mapping[str, Sequence[InputSequence]] | InputRequest
@@ -179,9 +180,11 @@ def plan_inputs(model: Model, program: Program, sequences, stateful: bool | None
             return replace(sequences, samples=samples_for(program, sequences.samples))
         return sequences
     length = None
+    read_notes: tuple[str, ...] = ()
     if isinstance(sequences, InputRequest):
         stateful = sequences.stateful if sequences.stateful is not None else stateful
         length = sequences.sequence_length
+        read_notes = sequences.notes
         sequences = sequences.sequences
     single = _single(sequences, program) if len(program.inputs) == 1 else None
     if single is not None:
@@ -193,6 +196,8 @@ def plan_inputs(model: Model, program: Program, sequences, stateful: bool | None
         samples = samples_for(program, sequences)
         first = [InputSequence(s.id, s.arrays[0]) for s in samples if s.arrays[0].ndim >= 2]
         feed = Feed(samples, stateful=bool(stateful), warning=length_warning(model, first) if first else None)
+    if read_notes:
+        feed = replace(feed, read_notes=read_notes)
     if announce:
         feed.announce(model)
     return feed

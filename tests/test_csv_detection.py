@@ -271,3 +271,20 @@ def test_chunks_keep_line_numbers(monkeypatch):
         read_bytes(text)
     [sequence], _ = read_bytes(b"x0,x1\n" + b"1.25,2.5\n" * 40)
     assert sequence.values.shape == (40, 2)
+
+
+def test_a_reading_note_never_comes_before_an_error(tmp_path):
+    """The note on how a CSV was read is said with the plan, once the inputs passed their checks:
+    a later refusal (here, the decoder's h and c inputs are missing) stays the only line."""
+    data = tmp_path / "tokens.csv"
+    data.write_text("1,0,0,0,0,0\n0,1,0,0,0,0\n")
+    refused = invoke("trace", SAMPLES / "seq2seq_decoder.keras", data)
+    assert refused.exit_code == 2 and refused.stdout == ""
+    [line] = refused.stderr.splitlines()
+    assert line.startswith("lstm-inspect: error: no INPUT given for the model input 'h_in'")
+    data.write_text("1,0,0,0,0\n0,1,0,0,0\n")
+    served = invoke("trace", SAMPLES / "seq2seq_encoder.keras", data, "--format", "csv")
+    assert served.exit_code == 0 and served.stdout.startswith("sequence,layer,t,unit")
+    expected = ("lstm-inspect: note: reading tokens.csv: no header row (line 1 is numbers; "
+                "--header if it names the columns), delimiter ','")
+    assert served.stderr.splitlines() == [expected]

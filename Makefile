@@ -37,8 +37,10 @@ demo: install
 	@echo '$$ lstm-inspect trace sample_models/single_lstm.keras sample_models/single_lstm.csv | head -5'
 	@$(BIN)/lstm-inspect trace sample_models/single_lstm.keras sample_models/single_lstm.csv | head -5
 
+# One pytest worker per core (pytest-xdist): the Keras fixture cache (tests/keras_cache.py) is
+# written under temporary names and renamed, so workers building the same model do not collide.
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 # The last digits of a float32 depend on the OpenBLAS kernel (picked per processor, or forced by
 # OPENBLAS_CORETYPE).  Run the README examples and the Keras comparisons again under another
@@ -51,7 +53,7 @@ BLAS_KERNEL = $(BIN)/python -c "import numpy, threadpoolctl; \
 test-other-blas: $(STAMP_TEST)
 	@$(BLAS_KERNEL) | sed 's/^/make test ran with the /'
 	@$(OTHER_BLAS) $(BLAS_KERNEL) | sed 's/^/rerunning the README examples and Keras comparisons with the /'
-	$(OTHER_BLAS) $(BIN)/python -m pytest -q -m "docs or keras_oracle"
+	$(OTHER_BLAS) $(BIN)/python -m pytest -q -n auto -m "docs or keras_oracle"
 
 bench: $(STAMP_TEST)
 	$(BIN)/python bench/run.py

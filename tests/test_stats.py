@@ -274,7 +274,7 @@ def test_cli_stats_table_and_every_sample_model():
         rows = _csv(run_cli("stats", model, *data))
         assert rows and all(r["steps"] != "0" for r in rows)
         table = run_cli("stats", model, *data, "--format", "table", "--sort", "saturation")
-        assert table.returncode == 0 and b"left sat." in table.stdout, table.stderr
+        assert table.returncode == 0 and b"left/right sat.: share of steps below" in table.stdout, table.stderr
 
 
 @pytest.mark.parametrize(

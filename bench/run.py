@@ -142,7 +142,7 @@ def engine_hidden(program, x: np.ndarray) -> np.ndarray:
     n, steps, _ = x.shape
     units = program.recurrent["lstm"].layer.units
     out = np.empty((n, steps, units), dtype=np.float32)
-    for block in program.run(x):
+    for block in program.replay(x):
         out[:, block.t, :] = block.values["hidden"].transpose(1, 0, 2)
     return out
 
@@ -167,7 +167,7 @@ def blas_floor(sequences: int, units: int, steps: int, runs: int = 5) -> float:
 
 
 def engine_run(program, x: np.ndarray) -> None:
-    for block in program.run(x):  # every block holds i, f, c, o, cell and hidden for its steps
+    for block in program.replay(x):  # every block holds i, f, c, o, cell and hidden for its steps
         pass
 
 
@@ -269,7 +269,7 @@ def measured_run(argv: list[str], cwd: Path | None = None) -> tuple[float, float
 
 
 def write_input_csv(path: Path, steps: int, features: int, seed: int) -> None:
-    from lstm_inspect.frames import Block
+    from lstm_inspect.columns import Block
     from lstm_inspect.writers import write_blocks
 
     rng = np.random.default_rng(seed)
@@ -349,9 +349,9 @@ def bench_cli(cases: list[CliCase], work: Path) -> list[Row]:
 def bench_overlap(steps: int, runs: int, work: Path) -> Row:
     """In this process, 200,000 steps: the replay alone, the writer alone, both (as the CLI runs them)."""
     import lstm_inspect as li
+    from lstm_inspect.batching import trace_blocks
+    from lstm_inspect.columns import TRACE_KEYS, long_blocks, trace_columns
     from lstm_inspect.engine import compile_model
-    from lstm_inspect.frames import TRACE_KEYS, long_blocks, trace_columns
-    from lstm_inspect.tracing import trace_blocks
     from lstm_inspect.writers import write_blocks
 
     log(f"S4 parts: replay and writer at {steps:,} steps, apart and together")

@@ -22,13 +22,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _API
+from .batching import Inputs, plan_inputs, predict_batches, trace_blocks
 from .engine import ReplayOptions, compile_model, value_names
 from .errors import InputDataError
 from .export import ExportedWeights, export_weights  # noqa: F401 (re-exported: the names in _API)
 from .inputs import CsvOptions, InputSequence, read_input
 from .model import Model, load_model  # noqa: F401 (re-exported: the names in _API)
 from .stats import GateStats, compute_stats, stats_frame  # noqa: F401 (re-exported: the names in _API)
-from .tracing import Inputs, plan_inputs, predict_batches, trace_blocks
 from .weights import GateBlock, label_weights  # noqa: F401 (re-exported: the names in _API)
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ def weights_frame(model: Model, layers: Sequence[str] | None = None, gates: Sequ
     """Every labelled weight as a pandas DataFrame (the ``weights`` CSV columns)."""
     import pandas as pd
 
-    from .frames import WEIGHT_COLUMNS, weight_blocks
+    from .columns import WEIGHT_COLUMNS, weight_blocks
 
     parts = []
     for block in weight_blocks(label_weights(model, layers, gates)):
@@ -274,7 +274,7 @@ def trace(
     """
     import pandas as pd
 
-    from .frames import focus_positions, long_blocks, trace_columns, wide_blocks
+    from .columns import focus_positions, long_blocks, trace_columns, wide_blocks
 
     options = options or ReplayOptions()
     selected = model.select_recurrent(layers)

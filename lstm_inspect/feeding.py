@@ -42,7 +42,7 @@ class Feed:
     ``t`` counting its input rows) and predicts one row per sample.
     """
 
-    samples: list[Any]  # InputSequence, or tracing.Sample once tracing has paired the model's inputs
+    samples: list[Any]  # InputSequence, or batching.Sample once tracing has paired the model's inputs
     stateful: bool = False
     batch_size: int = 1
     chains: bool = False

@@ -56,7 +56,7 @@ class InputFiles:
     """A command's INPUT arguments and the options that say how to read and feed them.
 
     ``paths`` are files (``-`` for stdin), or ``NAME=PATH`` for a model with
-    several inputs (``tracing.name_inputs``); ``start`` is ``--from LAYER``;
+    several inputs (``batching.name_inputs``); ``start`` is ``--from LAYER``;
     ``stateful`` None follows the model; ``initial_state`` is a file of
     initial states (``read_initial_state``).
     """

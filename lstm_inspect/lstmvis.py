@@ -66,7 +66,7 @@ def write_lstmvis(
     """
     import h5py
 
-    from .tracing import plan_inputs, trace_blocks
+    from .batching import plan_inputs, trace_blocks
 
     if not folder or folder == "-":
         raise UsageProblem("--format lstmvis writes a folder of files: give -o DIR")

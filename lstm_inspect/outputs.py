@@ -25,9 +25,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
-from .engine import ReplayOptions, compile_model
-from .errors import UsageProblem
-from .frames import (
+from .batching import InputRequest, name_inputs, predict_batches, trace_blocks
+from .columns import (
     Block,
     focus_positions,
     long_blocks,
@@ -38,10 +37,11 @@ from .frames import (
     wide_blocks,
     wide_columns,
 )
+from .engine import ReplayOptions, compile_model
+from .errors import UsageProblem
 from .inputs import InputFiles, read_initial_state, read_input
 from .model import Model, RecurrentLayer
 from .selection import check_gates, check_units
-from .tracing import InputRequest, name_inputs, predict_batches, trace_blocks
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -182,9 +182,9 @@ def _sources(model: Model, files: InputFiles | None = None) -> tuple[str, ...]:
 
 
 def _views() -> Any:
-    from . import views
+    from . import terminal_views
 
-    return views
+    return terminal_views
 
 
 # ------------------------------------------------------------------ weights and layers
@@ -206,7 +206,7 @@ def weights_output(model: Model, layers: Sequence[str] | None = None, gates: Seq
                    show_values: bool = False) -> Output:
     """``weights``: one row per weight value; the view summarises each gate's slice (and, with
     ``show_values``, prints its matrix)."""
-    from .frames import weight_blocks, weight_columns
+    from .columns import weight_blocks, weight_columns
     from .weights import label_weights
 
     gates = check_gates(model.select_recurrent(layers), gates, values=False)

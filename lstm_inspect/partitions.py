@@ -33,11 +33,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .datasets import Dataset, SequenceRegistry
-from .engine import ReplayOptions, compile_model
-from .errors import UsageProblem
-from .feeding import stateful_batch_shape
-from .frames import (
+from .batching import TraceBlock, predict_batches, trace_blocks
+from .columns import (
     Block,
     TraceColumns,
     coalesce,
@@ -48,10 +45,13 @@ from .frames import (
     wide_blocks,
     wide_columns,
 )
+from .datasets import Dataset, SequenceRegistry
+from .engine import ReplayOptions, compile_model
+from .errors import UsageProblem
+from .feeding import stateful_batch_shape
 from .inputs import InputSequence
 from .model import Model
 from .stats import GateStats, StatsPlan, _Running, accumulate, finish_stats
-from .tracing import TraceBlock, predict_batches, trace_blocks
 
 PART_ROWS = 1 << 16  # rows per Parquet row group, at least (small trace blocks are merged)
 

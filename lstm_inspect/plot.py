@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 from numpy.typing import NDArray
 
+from .batching import Inputs, trace_blocks
+from .columns import trace_columns
 from .engine import ReplayOptions
 from .errors import UsageProblem
 from .feeding import Feed
-from .frames import trace_columns
 from .model import Model, RecurrentLayer
 from .stats import ACTIVATION_RANGE, LEFT_THRESHOLD, RIGHT_THRESHOLD, GateStats, saturation_points, value_activation
-from .tracing import Inputs, trace_blocks
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -107,8 +107,8 @@ def collect_sequence(
     its batch shape offers its chains (ids 0 .. B-1) as the sequences.
     ``start`` feeds the input to that layer (``--from``).
     """
+    from .batching import plan_inputs
     from .engine import compile_model
-    from .tracing import plan_inputs
 
     program = compile_model(model, options, upto=[layer.name for layer in layers], start=start)
     feed = plan_inputs(model, program, sequences, stateful)

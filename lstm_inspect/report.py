@@ -126,8 +126,8 @@ def report_payload(
 
     ``start`` feeds the input to that layer (``--from``)."""
     from .api import layer_rows
+    from .batching import plan_inputs, trace_blocks
     from .stats import compute_stats, saturation_points
-    from .tracing import plan_inputs, trace_blocks
 
     options = options or ReplayOptions()
     selected = model.select_recurrent(layers)
@@ -244,7 +244,7 @@ def _layer_part(layer: RecurrentLayer, options: ReplayOptions, bins: Sequence[_B
 
 def _chains(feed) -> list:
     """Each chain of a stateful feed as one sample (id: the chain number): its samples' rows in order."""
-    from .tracing import Sample
+    from .batching import Sample
 
     return [Sample(j, tuple(np.concatenate(arrays) for arrays in zip(*(s.arrays for s in feed.chain(j)))))
             for j in range(feed.chain_count)]

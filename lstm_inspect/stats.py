@@ -1,7 +1,7 @@
 """Gate statistics per unit: mean, spread and saturation over every traced step.
 
 For each recurrent layer, value and unit, :func:`compute_stats` streams over
-the trace (``tracing.trace_blocks``) and accumulates, in float64, the number
+the trace (``batching.trace_blocks``) and accumulates, in float64, the number
 of steps, the mean, the population standard deviation (ddof=0), the minimum
 and maximum, and the fraction of steps the value is *left-saturated* (below
 0.1) or *right-saturated* (above 0.9): for the sigmoid gates, the measure of
@@ -44,13 +44,13 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from .batching import Inputs, TraceBlock, trace_blocks
+from .columns import Block
 from .engine import ReplayOptions, value_names
 from .errors import UsageProblem
 from .feeding import Feed
-from .frames import Block
 from .model import Model, RecurrentLayer
 from .selection import check_gates
-from .tracing import Inputs, TraceBlock, trace_blocks
 
 LEFT_THRESHOLD = 0.1  # on the activation's range scaled to [0, 1]
 RIGHT_THRESHOLD = 0.9

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .batching import Inputs, Sample, plan_inputs
 from .engine import ReplayOptions, compile_model
 from .errors import UsageProblem
 from .feeding import Feed, stateful_batch_shape
 from .model import Model
-from .tracing import Inputs, Sample, plan_inputs
 
 if TYPE_CHECKING:
     from .config import LayerSpec
@@ -238,7 +238,7 @@ def _passes(model: Model, groups: list[_Group], programs, probe, keras_model):
         replayed = []
         for k, program in enumerate(programs):
             start = {n: [a[:rows] for a in arrays] for n, arrays in states[k].items()} if group.carry else {}
-            run = program.run(x, trace=[], keep_outputs=True, states=start)
+            run = program.replay(x, trace=[], keep_outputs=True, states=start)
             for _ in run:
                 pass
             states[k] = {n: arrays for n, arrays in run.final_states.items() if n in carried}

@@ -4,7 +4,7 @@
 the slice of ``kernel`` (F, U), ``recurrent_kernel`` (U, U) or ``bias`` (U,)
 that feeds that gate, with the dataset it came from and its column range.
 Summary statistics come with each block; the long one-row-per-value form is
-built by ``frames.weight_blocks``.
+built by ``columns.weight_blocks``.
 """
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 import numpy as np
 
 from . import smalltext
+from .columns import Block, coalesce
 from .errors import Interrupted, PipeClosed, UsageProblem
-from .frames import Block, coalesce
 
 if TYPE_CHECKING:
     from .outputs import FileOutput, FolderOutput, Output
@@ -185,7 +185,7 @@ QUEUE_DEPTH = 2
 def write_blocks(blocks: Iterable[Block], columns: Sequence[str], fmt: str, stream: BinaryIO) -> int:
     """Write blocks in ``fmt`` (csv, json, ndjson, parquet); return the number of rows.
 
-    Small blocks are merged first (``frames.coalesce``).  The first
+    Small blocks are merged first (``columns.coalesce``).  The first
     ``SMALL_OUTPUT_ROWS`` rows are read before anything is written: a text
     output that ends within them is formatted by ``smalltext``; any longer one,
     and all Parquet, by polars in a second thread, so that the next block is

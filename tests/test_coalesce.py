@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lstm_inspect.frames import Block, coalesce
+from lstm_inspect.columns import Block, coalesce
 from lstm_inspect.writers import write_blocks
 
 

@@ -2,7 +2,7 @@
 
 One ``dask.distributed.LocalCluster`` (2 worker processes) serves the module.
 Expected figures come from single-process replays of the same partitions
-(``tracing.trace_blocks``, ``api.trace``, ``api.predict``: the paths the rest
+(``batching.trace_blocks``, ``api.trace``, ``api.predict``: the paths the rest
 of the suite checks against Keras) summarised here with plain NumPy in
 float64, never from the code under test.  The last test kills a worker while
 it replays a partition.
@@ -31,11 +31,11 @@ from reference import invoke
 import lstm_inspect as li
 import lstm_inspect.dask as lid
 from lstm_inspect import datasets, inputs, stats
+from lstm_inspect.batching import predict_batches, trace_blocks
 from lstm_inspect.engine import ReplayOptions
 from lstm_inspect.inputs import InputSequence
 from lstm_inspect.partitions import Replay
 from lstm_inspect.stats import plan_stats
-from lstm_inspect.tracing import predict_batches, trace_blocks
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_models"

@@ -174,13 +174,13 @@ def test_interrupt_mid_stream_leaves_nothing(tmp_path, break_writer):
 
 
 def test_table_view_failing_mid_render_leaves_nothing(tmp_path, monkeypatch):
-    from lstm_inspect import views
+    from lstm_inspect import terminal_views
 
     def failing(blocks, spec, console):
         console.print("half a table")
         raise InputDataError("failed while drawing")
 
-    monkeypatch.setattr(views, "render_trace", failing)
+    monkeypatch.setattr(terminal_views, "render_trace", failing)
     target = tmp_path / "trace.txt"
     result = invoke("trace", KERAS3_ARCHIVE, INPUT_CSV, "-o", target, "--format", "table")
     assert_refused(result.exit_code, result.stdout, result.stderr, ["failed while drawing"])

@@ -25,9 +25,9 @@ from conftest import keras_module, randomise, run_cli
 
 import lstm_inspect as li
 from lstm_inspect.api import as_sequences
+from lstm_inspect.batching import predict_batches, trace_blocks
 from lstm_inspect.engine import ReplayOptions, compile_model
 from lstm_inspect.errors import LstmInspectError
-from lstm_inspect.tracing import predict_batches, trace_blocks
 
 TOL = 1e-5
 N, T_Q, T_V, F, U = 3, 5, 6, 3, 4

@@ -113,7 +113,7 @@ def build_case(folder: Path, name: str, backend: str, make: Callable, x: np.ndar
 def replay_layers(path: Path, x: np.ndarray, dtype=np.float32) -> dict[str, np.ndarray]:
     """lstm-inspect's output of every layer for ``x`` (the first output of each)."""
     program = compile_model(li.load_model(str(path)), ReplayOptions(dtype=dtype))
-    replay = program.run(x, keep_outputs=True)
+    replay = program.replay(x, keep_outputs=True)
     for _ in replay:
         pass
     return {name: outputs[0] for name, outputs in replay.layer_outputs.items() if outputs}
@@ -403,7 +403,7 @@ def test_video_model_lstm_equals_keras(cases, backend, suffix):
     model = li.load_model(str(case.paths[suffix]))
     assert model.recurrent_names() == ["lstm"]
     program = compile_model(model, upto=["lstm"])
-    replay = program.run(case.x, trace=["lstm"], keep_outputs=True)
+    replay = program.replay(case.x, trace=["lstm"], keep_outputs=True)
     blocks = list(replay)
     assert blocks, "the LSTM was not traced"
     np.testing.assert_allclose(replay.layer_outputs["lstm"][0], lstm_hidden(case.model, "lstm", case.x, K), atol=TOL)

@@ -122,7 +122,7 @@ def test_the_kerases_differ_where_the_replay_follows_them(built):
         _, paths, xs, _ = built("merges", backend)
         loaded = li.load_model(str(paths[suffix]))
         program = compile_model(loaded, upto=[name for name in loaded.recurrent_names() if name.startswith("probe_")])
-        replay = program.run(xs[:3], trace=None)  # the probes do not read the 4-D input
+        replay = program.replay(xs[:3], trace=None)  # the probes do not read the 4-D input
         masked[backend] = {}
         for block in replay:  # block.masked: (steps, N), None when the layer has no mask
             skipped = block.masked if block.masked is not None else np.zeros((len(block.t), N), dtype=bool)

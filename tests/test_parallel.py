@@ -110,7 +110,7 @@ def test_blas_threads_are_restored_after_a_split_scan():
     assert blas_threads() == before
     # A run abandoned half way (a closed pipe, a consumer that stops) restores them too.
     program = compile_model(model, ReplayOptions(threads=2, chunk=4))
-    run = iter(program.run(x))
+    run = iter(program.replay(x))
     next(run)
     if before and max(before) > 1:
         assert blas_threads() == [1] * len(before)  # held for the scan

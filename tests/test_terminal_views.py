@@ -32,7 +32,7 @@ from lstm_inspect import outputs
 from lstm_inspect.inputs import InputFiles
 from lstm_inspect.model import load_model
 from lstm_inspect.terminal import Terminal, make_console
-from lstm_inspect.views import COOL_WARM, VIRIDIS, Painter
+from lstm_inspect.terminal_views import COOL_WARM, VIRIDIS, Painter
 
 WIDTHS = [80, 120, 200, 300]
 SYSTEMS = [None, "standard", "256", "truecolor"]

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from lstm_inspect import writers
-from lstm_inspect.frames import Block
+from lstm_inspect.columns import Block
 
 PATHS = ["small", "polars"]
 

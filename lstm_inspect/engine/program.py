@@ -14,7 +14,7 @@ what the request needs:
 * otherwise (predict, verify) everything that leads to the model's outputs.
 
 A layer that cannot be replayed stops compilation with an error naming it and
-the ``--from`` that would get past it.  ``Program.run`` replays a batch: one
+the ``--from`` that would get past it.  ``Program.replay`` replays a batch: one
 array per program input, (N, T, F) for sequences, (N, D) for inputs without a
 time axis, (N, T) token ids for an Embedding.
 """
@@ -66,7 +66,7 @@ def value_names(layer: RecurrentLayer, pre_activation: bool) -> list[str]:
 
 
 @dataclass
-class RunContext:
+class ReplayState:
     """The state of one replay: what to record, the states to start from and those it ended in, and every layer's outputs so far."""
     trace: set[str] | None  # recurrent layer names to record; None = all
     states: dict[str, list[NDArray]]  # recurrent layer name -> initial state (consumed)
@@ -81,16 +81,16 @@ class FeedForwardOp(GraphOp):
     def __init__(self, layer: Layer) -> None:
         self.layer = layer
 
-    def run(self, inputs: list[Tensor], ctx: RunContext) -> Iterator[StepBlock]:
-        ctx.outputs[self.name] = self.layer.apply(inputs)
+    def evaluate(self, inputs: list[Tensor], replay_state: ReplayState) -> Iterator[StepBlock]:
+        replay_state.outputs[self.name] = self.layer.apply(inputs)
         return iter(())
 
 
 class MaskNodeOp(GraphOp):
     """A Keras 3 mask op node (``MASK_OP_NODES``): only ever read by other mask op nodes."""
 
-    def run(self, inputs: list[Tensor], ctx: RunContext) -> Iterator[StepBlock]:
-        ctx.outputs[self.name] = [inputs[0]]
+    def evaluate(self, inputs: list[Tensor], replay_state: ReplayState) -> Iterator[StepBlock]:
+        replay_state.outputs[self.name] = [inputs[0]]
         return iter(())
 
 
@@ -242,7 +242,7 @@ class Program:
         """The one input (most models have one)."""
         return self.inputs[0]
 
-    def run(
+    def replay(
         self,
         x: NDArray | Sequence[NDArray] | Mapping[str, NDArray],
         *,
@@ -281,14 +281,14 @@ class Program:
 
     def predict(self, x) -> list[NDArray]:
         """The model's outputs for a batch, computed in NumPy."""
-        replay = self.run(x, trace=[])
+        replay = self.replay(x, trace=[])
         for _ in replay:
             pass
         return replay.outputs
 
 
 class Replay:
-    """One replay of a batch (see :meth:`Program.run`)."""
+    """One replay of a batch (see :meth:`Program.replay`)."""
 
     def __init__(self, program: Program, feeds: list[NDArray], trace, states, stop_after, keep_outputs: bool) -> None:
         self.program = program
@@ -309,27 +309,27 @@ class Replay:
 
     def __iter__(self) -> Iterator[StepBlock]:
         program = self.program
-        ctx = RunContext(trace=self.trace, states=dict(self.states))
+        replay_state = ReplayState(trace=self.trace, states=dict(self.states))
         batch = None
         for spec, value in zip(program.inputs, self.feeds):
             tensor = spec.prepare(value, program.options.dtype)
             if batch is not None and tensor.value.shape[0] != batch:
                 raise InputDataError(f"input '{spec.name}' has {tensor.value.shape[0]} sequences; the first input has {batch}")
             batch = tensor.value.shape[0]
-            ctx.outputs[FEED + spec.name] = [tensor]
+            replay_state.outputs[FEED + spec.name] = [tensor]
         remaining = set(self.stop_after)
         needed = _consumer_counts(program.ops)
         if remaining and not self.keep_outputs:
-            ctx.unused = _unused_outputs(program.ops, remaining)
+            replay_state.unused = _unused_outputs(program.ops, remaining)
         for op in program.ops:
             inputs = []
             for edge in op.inputs:
-                produced = ctx.outputs.get(edge.layer)
+                produced = replay_state.outputs.get(edge.layer)
                 if produced is None or edge.index >= len(produced):
                     raise ModelFileError(f"layer '{op.name}' uses output {edge.index} of '{edge.layer}', which does not exist")
                 inputs.append(produced[edge.index])
             try:
-                yield from op.run(inputs, ctx)
+                yield from op.evaluate(inputs, replay_state)
             except (ValueError, IndexError) as exc:
                 if isinstance(op, (RecurrentOp, BidirectionalOp)):
                     raise  # they check their input themselves
@@ -340,25 +340,25 @@ class Replay:
                     f"(the model's layers do not fit together: {' '.join(str(exc).split())[:120]})"
                 ) from None
             if self.keep_outputs:
-                self.layer_outputs[op.name] = [tensor.value for tensor in ctx.outputs[op.name]]
+                self.layer_outputs[op.name] = [tensor.value for tensor in replay_state.outputs[op.name]]
             for edge in op.inputs:  # free what no later layer reads
                 needed[edge.layer] -= 1
                 if needed[edge.layer] == 0 and edge.layer not in program.output_names:
-                    ctx.outputs.pop(edge.layer, None)
+                    replay_state.outputs.pop(edge.layer, None)
             if remaining:
                 remaining -= {op.name} | set(op.traced_names)
                 if not remaining:
                     break
-        self.final_states = ctx.final_states
+        self.final_states = replay_state.final_states
         if not self.stop_after:
             for edge in program.outputs:
-                produced = ctx.outputs.get(edge.layer)
+                produced = replay_state.outputs.get(edge.layer)
                 if produced is None or edge.index >= len(produced):
                     raise ModelFileError(
                         f"{program.model.label}: the model's output is output {edge.index} of '{edge.layer}', "
                         "which no layer produces"
                     )
-            self.outputs = [ctx.outputs[e.layer][e.index].value for e in program.outputs]
+            self.outputs = [replay_state.outputs[e.layer][e.index].value for e in program.outputs]
 
 
 def _unused_outputs(ops: Sequence[GraphOp], stop_after: set[str]) -> set[str]:

@@ -20,18 +20,18 @@ from .scan import Scan, StepBlock, initial_state
 
 if TYPE_CHECKING:
     from ..model import RecurrentLayer
-    from .program import RunContext
+    from .program import ReplayState
 
 
 class GraphOp:
-    """One compiled layer of the graph: reads ``inputs`` (edges), writes ``ctx.outputs[name]``."""
+    """One compiled layer of the graph: reads ``inputs`` (edges), writes ``replay_state.outputs[name]``."""
 
     name: str = ""
     inputs: tuple = ()
     traced_names: tuple[str, ...] = ()  # recurrent layers (directions) this op steps
 
-    def run(self, inputs: list[Tensor], ctx: RunContext) -> Iterator[StepBlock]:
-        """Compute this node's outputs from ``inputs`` into ``ctx.outputs``, yielding the recorded steps of a recurrent layer as it goes."""
+    def evaluate(self, inputs: list[Tensor], replay_state: ReplayState) -> Iterator[StepBlock]:
+        """Compute this node's outputs from ``inputs`` into ``replay_state.outputs``, yielding the recorded steps of a recurrent layer as it goes."""
         raise NotImplementedError
         yield  # pragma: no cover
 
@@ -48,21 +48,21 @@ class RecurrentOp(GraphOp):
         self.channels_first = str(spec.get("data_format") or "channels_last") == "channels_first"
         self.traced_names = (layer.name,)
 
-    def step(self, tensor: Tensor, ctx: RunContext, wired: list[Tensor], keep_sequence: bool,
+    def step(self, tensor: Tensor, replay_state: ReplayState, wired: list[Tensor], keep_sequence: bool,
              zero_output: bool) -> Iterator[StepBlock]:
         """Scan ``tensor`` from the state the caller gave, else the ``wired`` state tensors, else zeros."""
         x = tensor.value
         if self.channels_first and x.ndim > 3:
             x = np.moveaxis(x, 2, -1)  # (N, T, C, *positions) -> (N, T, *positions, C)
-        given = ctx.states.pop(self.layer.name, None)
+        given = replay_state.states.pop(self.layer.name, None)
         if given is None and wired:
             given = [self._to_channels_last(t.value) for t in wired]
         n = x.shape[0]
         state = initial_state(self.scan.cell, given, n, self.scan.spatial(x) if x.ndim > 3 else (), self.layer.name)
-        record = ctx.trace is None or self.layer.name in ctx.trace
+        record = replay_state.trace is None or self.layer.name in replay_state.trace
         yield from self.scan.run(x, tensor.mask, state, record=record, keep_sequence=keep_sequence,
                                  zero_output_for_mask=zero_output)
-        ctx.final_states[self.layer.name] = self.scan.last_state
+        replay_state.final_states[self.layer.name] = self.scan.last_state
 
     def _to_channels_last(self, value: np.ndarray) -> np.ndarray:
         return np.moveaxis(value, 1, -1) if self.channels_first and value.ndim > 2 else value
@@ -72,11 +72,11 @@ class RecurrentOp(GraphOp):
             return value
         return np.moveaxis(value, -1, 2 if time_axis else 1)
 
-    def run(self, inputs: list[Tensor], ctx: RunContext) -> Iterator[StepBlock]:
+    def evaluate(self, inputs: list[Tensor], replay_state: ReplayState) -> Iterator[StepBlock]:
         tensor = inputs[0]
         return_sequences = self.layer.return_sequences
-        keep = return_sequences and self.name not in ctx.unused
-        yield from self.step(tensor, ctx, inputs[1:], keep, self.zero_output_for_mask)
+        keep = return_sequences and self.name not in replay_state.unused
+        yield from self.step(tensor, replay_state, inputs[1:], keep, self.zero_output_for_mask)
         scan = self.scan
         if return_sequences:
             # Keras passes the input mask on unchanged, even for go_backwards outputs.
@@ -86,7 +86,7 @@ class RecurrentOp(GraphOp):
         outputs = [out]
         if self.return_state:
             outputs += [Tensor(self._to_channels_first(s, False)) for s in scan.last_state]
-        ctx.outputs[self.name] = outputs
+        replay_state.outputs[self.name] = outputs
 
 
 class BidirectionalOp(GraphOp):
@@ -100,22 +100,22 @@ class BidirectionalOp(GraphOp):
         if merge_mode not in ("concat", "sum", "ave", "mul", None):
             raise UnsupportedLayer(f"layer '{forward.layer.wrapper}': merge_mode '{merge_mode}' is not supported")
 
-    def run(self, inputs: list[Tensor], ctx: RunContext) -> Iterator[StepBlock]:
+    def evaluate(self, inputs: list[Tensor], replay_state: ReplayState) -> Iterator[StepBlock]:
         tensor = inputs[0]
         states = inputs[1:]
         half = len(states) // 2
         return_sequences = self.forward.layer.return_sequences
         # Keras zeroes a Bidirectional's outputs at masked steps when it returns sequences.
         zero = return_sequences
-        keep = return_sequences and self.name not in ctx.unused
-        yield from self.forward.step(tensor, ctx, states[:half], keep, zero)
+        keep = return_sequences and self.name not in replay_state.unused
+        yield from self.forward.step(tensor, replay_state, states[:half], keep, zero)
         f_scan = self.forward.scan
         f_seq, f_last, f_state = f_scan.sequence, f_scan.last_output, f_scan.last_state
-        yield from self.backward.step(tensor, ctx, states[half:], keep, zero)
+        yield from self.backward.step(tensor, replay_state, states[half:], keep, zero)
         b_scan = self.backward.scan
         b_seq, b_last, b_state = b_scan.sequence, b_scan.last_output, b_scan.last_state
         if return_sequences and not keep:  # nothing reads the merged sequence in this run
-            ctx.outputs[self.name] = []
+            replay_state.outputs[self.name] = []
             return
         if return_sequences:
             if self.backward.layer.go_backwards:
@@ -139,4 +139,4 @@ class BidirectionalOp(GraphOp):
         outputs = [Tensor(np.ascontiguousarray(v), mask) for v in merged]
         if self.return_state:
             outputs += [Tensor(s) for s in f_state] + [Tensor(s) for s in b_state]
-        ctx.outputs[self.name] = outputs
+        replay_state.outputs[self.name] = outputs

@@ -275,7 +275,7 @@ def _trace_feed(model: Model, feed: Feed, selected: list[str], program: Program,
     row = 0
     for batch in _batches(feed.samples, feed.stateful, width, np.dtype(program.options.dtype).itemsize):
         ids = [s.id for s in batch]
-        run = program.run(_stack(batch), trace=selected, states=_broadcast(states, row, len(batch)), stop_after=selected)
+        run = program.replay(_stack(batch), trace=selected, states=_broadcast(states, row, len(batch)), stop_after=selected)
         row += len(batch)
         if len(batch) == 1:
             for block in run:
@@ -308,12 +308,12 @@ def _trace_chains(model: Model, feed: Feed, selected: list[str], program: Progra
         start = initial
         if whole:
             x = samples[0].values[None] if len(samples) == 1 else np.concatenate([s.values for s in samples])[None]
-            for block in program.run(x, trace=selected, states=start, stop_after=selected):
+            for block in program.replay(x, trace=selected, states=start, stop_after=selected):
                 yield TraceBlock([number], block)
             continue
         offset = 0
         for sample in samples:
-            run = program.run(sample.values[None], trace=selected, states=start, stop_after=selected)
+            run = program.replay(sample.values[None], trace=selected, states=start, stop_after=selected)
             for block in run:
                 yield TraceBlock([number], replace(block, t=block.t + offset))
             offset += sample.values.shape[0]
@@ -472,7 +472,7 @@ def _predict_feed(program: Program, feed: Feed, states: Mapping[str, Sequence[ND
         return
     row = 0
     for batch in _batches(feed.samples, feed.stateful, 1, 1):
-        run = program.run(_stack(batch), trace=[], states=_broadcast(states, row, len(batch)))
+        run = program.replay(_stack(batch), trace=[], states=_broadcast(states, row, len(batch)))
         row += len(batch)
         for _ in run:
             pass
@@ -493,14 +493,14 @@ def _predict_chained(program: Program, feed: Feed, states: Mapping[str, Sequence
     for batch in feed.batches():
         rows = len(batch)
         if len({s.values.shape[0] for s in batch}) == 1:
-            run = program.run(_stack(batch), trace=[], states=_rows(states, 0, rows))
+            run = program.replay(_stack(batch), trace=[], states=_rows(states, 0, rows))
             for _ in run:
                 pass
             outputs, states = run.outputs, run.final_states
         else:  # a shorter last sample: its row on its own
             parts, finals = [], []
             for row, sample in enumerate(batch):
-                run = program.run(sample.values[None], trace=[], states=_rows(states, row, 1))
+                run = program.replay(sample.values[None], trace=[], states=_rows(states, row, 1))
                 for _ in run:
                     pass
                 parts.append(run.outputs)
@@ -534,7 +534,7 @@ def _predict_from_chains(program: Program, feed: Feed, states: Mapping[str, Sequ
         ends = np.cumsum([s.values.shape[0] for s in samples])[:-1] - 1  # last step of every sample but the last
         rows = np.arange(number, count, feed.batch_size)  # the chain's samples among all samples
         x = np.concatenate([s.values for s in samples])[None]
-        for block in program.run(x, trace=recurrent, states=initial, stop_after=recurrent):
+        for block in program.replay(x, trace=recurrent, states=initial, stop_after=recurrent):
             names = ["hidden", "cell"] if "cell" in block.values else ["hidden"]
             store = starts.setdefault(block.layer.name, [_zeros(count, block) for _ in names])
             given = initial.get(block.layer.name)
@@ -550,7 +550,7 @@ def _predict_from_chains(program: Program, feed: Feed, states: Mapping[str, Sequ
         for lo, hi in _equal_length_runs(group):
             batch = group[lo:hi]
             start = {name: [array[begin + lo : begin + hi] for array in arrays] for name, arrays in starts.items()}
-            run = program.run(_stack(batch), trace=[], states=start)
+            run = program.replay(_stack(batch), trace=[], states=start)
             for _ in run:
                 pass
             yield [s.id for s in batch], run.outputs, batch

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from .batching import TraceBlock
 from .engine import StepBlock, value_names
 from .errors import UsageProblem
 from .model import RecurrentLayer
-from .tracing import TraceBlock
 from .weights import GateBlock
 
 WEIGHT_COLUMNS = ["layer", "tensor", "gate", "unit", "source", "value", "path", "column", "row"]

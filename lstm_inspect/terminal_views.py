@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .frames import Block, TraceColumns
+from .batching import TraceBlock
+from .columns import Block, TraceColumns
 from .model import Model, RecurrentLayer
-from .tracing import TraceBlock
 from .weights import GateBlock, equations
 
 if TYPE_CHECKING:

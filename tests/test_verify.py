@@ -46,6 +46,7 @@ def test_a_layer_holding_python_code_is_refused_in_one_line():
     assert result.returncode == 2 and result.stdout == b""
     [line] = result.stderr.decode().splitlines()
     assert "'scale' (Lambda) holds Python code" in line
+    assert "verify compares the whole model with Keras" in line and "--from lstm" in line
 
 
 def test_a_real_difference_exits_1():

@@ -289,6 +289,15 @@ def _trace_feed(model: Model, feed: Feed, selected: list[str], program: Program,
             states = run.final_states
 
 
+def chain_as_sample(feed: Feed, number: int) -> Sample:
+    """Chain ``number`` of a stateful feed as one sample (id: the chain number): its samples' rows in
+    order, one array per input; a chain of one sample is not copied."""
+    samples = feed.chain(number)
+    if len(samples) == 1:
+        return Sample(number, tuple(samples[0].arrays))
+    return Sample(number, tuple(np.concatenate(arrays) for arrays in zip(*(s.arrays for s in samples))))
+
+
 def _trace_chains(model: Model, feed: Feed, selected: list[str], program: Program,
                   states: Mapping[str, Sequence[NDArray]]) -> Iterator[TraceBlock]:
     """Each chain of a stateful model's samples as one sequence in time.
@@ -307,7 +316,7 @@ def _trace_chains(model: Model, feed: Feed, selected: list[str], program: Progra
         initial = _broadcast(states, number, 1)
         start = initial
         if whole:
-            x = samples[0].values[None] if len(samples) == 1 else np.concatenate([s.values for s in samples])[None]
+            x = chain_as_sample(feed, number).values[None]
             for block in program.replay(x, trace=selected, states=start, stop_after=selected):
                 yield TraceBlock([number], block)
             continue

@@ -36,7 +36,16 @@ class ModelFileError(LstmInspectError):
 
 
 class UnsupportedLayer(LstmInspectError):
-    """A layer cannot be replayed or labelled."""
+    """A layer cannot be replayed or labelled.
+
+    ``problem`` is the message without its way forward; ``resume_from`` names the layer whose
+    input ``--from`` can feed to replay past this one (None when there is none).
+    """
+
+    def __init__(self, message: str, *, problem: str | None = None, resume_from: str | None = None) -> None:
+        super().__init__(message)
+        self.problem = problem if problem is not None else message
+        self.resume_from = resume_from
 
 
 class InputDataError(LstmInspectError):

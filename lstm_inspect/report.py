@@ -126,7 +126,7 @@ def report_payload(
 
     ``start`` feeds the input to that layer (``--from``)."""
     from .api import layer_rows
-    from .batching import plan_inputs, trace_blocks
+    from .batching import chain_as_sample, plan_inputs, trace_blocks
     from .stats import compute_stats, saturation_points
 
     options = options or ReplayOptions()
@@ -137,7 +137,7 @@ def report_payload(
     if not samples:
         raise UsageProblem("the input holds no sequence")
     # A stateful model fed by its batch shape is traced chain by chain: each chain is one sequence.
-    sequences_shown = _chains(feed) if feed.chains else samples
+    sequences_shown = [chain_as_sample(feed, j) for j in range(feed.chain_count)] if feed.chains else samples
     shown = sequences_shown[:max_sequences]
     notes = []
     if len(sequences_shown) > len(shown):
@@ -240,14 +240,6 @@ def _layer_part(layer: RecurrentLayer, options: ReplayOptions, bins: Sequence[_B
                     {"cell": "cell state", "hidden": "hidden state"}.get(name, name)) for name in values}
     return {"name": layer.name, "kind": layer.kind.name, "units": layer.units, "values": values, "value_names": names,
             "scales": scales, "go_backwards": layer.go_backwards}
-
-
-def _chains(feed) -> list:
-    """Each chain of a stateful feed as one sample (id: the chain number): its samples' rows in order."""
-    from .batching import Sample
-
-    return [Sample(j, tuple(np.concatenate(arrays) for arrays in zip(*(s.arrays for s in feed.chain(j)))))
-            for j in range(feed.chain_count)]
 
 
 def _sequence_part(sample, length: int, stride: int, program, vocab, time_input: int) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -119,7 +118,12 @@ def verify(
     try:
         program = compile_model(model, options)  # before TensorFlow: a model we cannot replay stops here
     except UnsupportedLayer as exc:
-        raise UnsupportedLayer(_whole_model_only(str(exc))) from None
+        if exc.resume_from is None:
+            raise
+        raise UnsupportedLayer(  # verify takes no --from: say where trace and predict can go instead
+            f"{exc.problem}; verify compares the whole model with Keras, so it cannot check this one "
+            f"(trace and predict can replay from '{exc.resume_from}' on with --from {exc.resume_from})"
+        ) from None
     feed = plan_inputs(model, program, sequences, stateful, announce=False)
     groups = _groups(model, feed)
     with _quiet_stderr():
@@ -167,15 +171,6 @@ def verify(
     version = f"{keras_name} {getattr(keras_mod, '__version__', '?')}" if keras_model is not None else None
     feed.announce(model)  # once everything ran: an error above stays the only line on stderr
     return VerifyResult(checks, tolerance, version, note, notes)
-
-
-def _whole_model_only(message: str) -> str:
-    """verify takes no --from: the replay's hint says where trace and predict can go instead."""
-    hint = re.search(r"; to replay what comes after it, feed the input of '([^']+)' directly with --from \S+$", message)
-    if hint is None:
-        return message
-    return (f"{message[: hint.start()]}; verify compares the whole model with Keras, so it cannot check this one "
-            f"(trace and predict can replay from '{hint.group(1)}' on with --from {hint.group(1)})")
 
 
 def _distance(theirs: NDArray, ours: NDArray) -> float:

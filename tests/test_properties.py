@@ -121,11 +121,14 @@ def assert_trace_equals_reference(model, layers, x, hard_sigmoid, dtype, toleran
 @given(data=st.data(), spec=lstm_models())
 def test_trace_equals_float64_equations(tmp_path, data, spec):
     """The proof: the float64 replay is the equations, to 1e-9, on any stack hypothesis draws."""
+    assert_drawn_stack_equals_reference(tmp_path, data, spec, np.float64, 1e-9)
+
+
+def assert_drawn_stack_equals_reference(tmp_path, data, spec, dtype, tolerance):
     layers, features, version = spec
     x = data.draw(inputs(features))
     path = write_lstm_h5(tmp_path / "model.h5", layers, features=features, keras_version=version)
-    model = li.load_model(str(path))
-    assert_trace_equals_reference(model, layers, x, KERAS_VERSIONS[version], np.float64, 1e-9)
+    assert_trace_equals_reference(li.load_model(str(path)), layers, x, KERAS_VERSIONS[version], dtype, tolerance)
 
 
 # The float32 replay against the same equations is only a bound: a drawn stack can amplify float32
@@ -135,11 +138,7 @@ def test_trace_equals_float64_equations(tmp_path, data, spec):
 @settings(max_examples=60, derandomize=True, **SETTINGS)
 @given(data=st.data(), spec=lstm_models())
 def test_float32_trace_stays_near_the_equations(tmp_path, data, spec):
-    layers, features, version = spec
-    x = data.draw(inputs(features))
-    path = write_lstm_h5(tmp_path / "model.h5", layers, features=features, keras_version=version)
-    model = li.load_model(str(path))
-    assert_trace_equals_reference(model, layers, x, KERAS_VERSIONS[version], np.float32, 2e-4)
+    assert_drawn_stack_equals_reference(tmp_path, data, spec, np.float32, 2e-4)
 
 
 @pytest.mark.keras_oracle

@@ -591,8 +591,12 @@ class _OpBuilder:
 
     def _stuck(self, spec: LayerSpec, reason: str) -> UnsupportedLayer:
         """The error for a layer that cannot be replayed, with the --from that gets past it."""
-        hint = _from_hint(self.model, spec)
-        return UnsupportedLayer(f"{self.where(spec)} {reason}{hint}")
+        problem = f"{self.where(spec)} {reason}"
+        after = _next_layer(self.model, spec)
+        if after is None:
+            return UnsupportedLayer(problem)
+        return UnsupportedLayer(f"{problem}; to replay what comes after it, feed the input of '{after}' directly with "
+                                f"--from {after}", problem=problem, resume_from=after)
 
     def _recurrent_op(self, name: str) -> RecurrentOp:
         layer = self.model.recurrent_layer(name)
@@ -664,10 +668,9 @@ def _identity() -> Layer:
     return Identity()
 
 
-def _from_hint(model: Model, spec: LayerSpec) -> str:
-    """``; to trace past it, feed the next layer's input with --from NAME``, when there is a next layer."""
+def _next_layer(model: Model, spec: LayerSpec) -> str | None:
+    """The first layer reading ``spec``'s output: where ``--from`` can resume past it."""
     for other in model.graph.layers:
         if any(edge.layer == spec.name for edge in other.inbound) and other.class_name != "InputLayer":
-            return (f"; to replay what comes after it, feed the input of '{other.name}' directly with "
-                    f"--from {other.name}")
-    return ""
+            return other.name
+    return None

@@ -260,11 +260,12 @@ def _write_large(blocks: Iterator[Block], columns: Sequence[str], fmt: str, stre
         def consume(frames: Iterator) -> None:
             _write_text(frames, fmt, stream)
     rows = 0
+    repeated: dict[tuple, Any] = {}  # the constant columns, made once (most blocks have the same length)
     with _WriterThread(consume) as writer:
         for block in blocks:
             if fmt == "csv":
                 _check_columns(block, columns)
-            writer.put(_frame(block, text=fmt != "parquet"))
+            writer.put(_frame(block, text=fmt != "parquet", repeated=repeated))
             rows += block.rows
     return rows
 
@@ -405,21 +406,30 @@ class _WriterThread:
         return False
 
 
-def _frame(block: Block, text: bool):
-    """A block as a polars DataFrame; for text, NaN becomes null (an empty CSV cell, JSON null)."""
+def _frame(block: Block, text: bool, repeated: dict[tuple, Any] | None = None):
+    """A block as a polars DataFrame; for text, NaN becomes null (an empty CSV cell, JSON null).
+    ``repeated`` keeps the constant columns made so far, to be shared by the next blocks."""
     import polars as pl
 
     rows = block.rows
-    return pl.DataFrame([_series(name, column, rows, text) for name, column in zip(block.columns, block.data)])
+    cache = {} if repeated is None else repeated
+    return pl.DataFrame([_series(name, column, rows, text, cache) for name, column in zip(block.columns, block.data)])
 
 
-def _series(name: str, column, rows: int, text: bool):
+def _series(name: str, column, rows: int, text: bool, repeated: dict[tuple, Any]):
     import polars as pl
 
     if smalltext.is_scalar(column):
         value = column[()] if isinstance(column, np.ndarray) else column
-        series = _scalar_series(name, value, rows)
-        return series.fill_nan(None) if text and series.dtype.is_float() else series
+        key = (name, type(value), value, rows, text)
+        series = repeated.get(key)
+        if series is None:
+            series = _scalar_series(name, value, rows)
+            series = series.fill_nan(None) if text and series.dtype.is_float() else series
+            if len(repeated) > 64:
+                repeated.clear()
+            repeated[key] = series
+        return series
     array = column
     kind = array.dtype.kind
     if kind == "b":
@@ -453,4 +463,6 @@ def _scalar_series(name: str, value: Any, rows: int) -> Any:
     else:
         value = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
         dtype = pl.String
-    return pl.repeat(value, rows, dtype=dtype, eager=True).alias(name)
+    # One value repeated, without a lazy query: polars' thread pool is busy formatting the last block.
+    one = pl.Series(name, [value], dtype=dtype)
+    return one.new_from_index(0, rows) if rows else one.clear()

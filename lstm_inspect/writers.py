@@ -421,7 +421,7 @@ def _series(name: str, column, rows: int, text: bool, repeated: dict[tuple, Any]
 
     if smalltext.is_scalar(column):
         value = column[()] if isinstance(column, np.ndarray) else column
-        key = (name, type(value), value, rows, text)
+        key = (name, type(value), repr(value), rows, text)  # repr: -0.0 is not 0.0 here
         series = repeated.get(key)
         if series is None:
             series = _scalar_series(name, value, rows)

@@ -380,10 +380,11 @@ def test_long_output_in_order(fmt, monkeypatch):
 @pytest.mark.parametrize("fmt", ["csv", "ndjson", "json"])
 def test_constant_columns_follow_each_block(fmt, monkeypatch):
     """The polars path makes a constant column once and shares it with the next blocks of the same
-    length: a block whose constant differs (in value, or only in type: 1, 1.0, True) must not get the
-    last block's column."""
+    length: a block whose constant differs (in value, or only in type: 1, 1.0, True; or 0.0 and -0.0,
+    which compare equal) must not get the last block's column."""
     rows = 9000  # above coalesce's 8192: each block reaches the writer on its own
-    constants = [("lstm", 1), ("lstm", 1.0), ("gru", True), ("gru", np.float32(1)), ("lstm", None), (None, 1)]
+    constants = [("lstm", 1), ("lstm", 1.0), ("gru", True), ("gru", np.float32(1)), ("lstm", None), (None, 1),
+                 ("lstm", 0.0), ("lstm", -0.0)]
     blocks = [Block(["t", "layer", "k"], [np.arange(rows) + n * rows, layer, k]) for n, (layer, k) in enumerate(constants)]
     small = write(blocks, ["t", "layer", "k"], fmt, "small", monkeypatch)
     large = write(blocks, ["t", "layer", "k"], fmt, "polars", monkeypatch)
@@ -391,7 +392,8 @@ def test_constant_columns_follow_each_block(fmt, monkeypatch):
     if fmt == "csv":
         lines = large.decode().splitlines()[1:]
         firsts = [lines[n * rows].split(",")[1:] for n in range(len(constants))]
-        assert firsts == [["lstm", "1"], ["lstm", "1.0"], ["gru", "1"], ["gru", "1.0"], ["lstm", ""], ["", "1"]]
+        assert firsts == [["lstm", "1"], ["lstm", "1.0"], ["gru", "1"], ["gru", "1.0"], ["lstm", ""], ["", "1"],
+                          ["lstm", "0.0"], ["lstm", "-0.0"]]
 
 
 def test_parquet_reads_back(tmp_path):
